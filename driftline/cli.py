@@ -1,0 +1,173 @@
+"""The ``driftline`` command: demo, replay, sql."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import orjson
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from driftline.config import SpecError, load_spec
+from driftline.reference import load_reference
+from driftline.storage import StoreError, format_result, open_store
+from driftline.streams.embedded import EmbeddedRunner, RunSummary
+from driftline.streams.pipeline import Message, Output
+from driftline.streams.processors import Finding
+from driftline.streams.sources import merged
+
+DEFAULT_DATA_DIR = "driftline-data"
+
+EXAMPLE_QUERIES = {
+    "Which features drifted, per window": (
+        "SELECT window_start, feature, test, round(effect_size, 3) AS effect, p_adjusted, n_current "
+        "FROM drift_results FINAL WHERE drifted = 1 AND target = 'feature' ORDER BY window_start, feature, test"
+    ),
+    "ROC AUC and label coverage per window": (
+        "SELECT window_start, round(value, 3) AS roc_auc, n, round(label_coverage, 2) AS coverage, p_value "
+        "FROM window_metrics FINAL WHERE metric = 'roc_auc' AND segment = 'all' ORDER BY window_start"
+    ),
+    "Dead letters by reason": "SELECT reason, count() AS n FROM dead_letters FINAL GROUP BY reason ORDER BY n DESC",
+}
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_finding(console: Console, finding: Finding) -> None:
+    colour = "yellow" if finding.kind == "drift" else "red"
+    console.print(
+        f"[bold]{_day(finding.window_start)}[/] {finding.model}/{finding.version} "
+        f"[{colour}]{finding.kind}[/]: {finding.message}"
+    )
+
+
+def _run(runner_args: dict, messages: Iterator[Message], total: int | None, console: Console) -> RunSummary:
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("events", total=total)
+
+        def on_output(out: Output, consumed: int) -> None:
+            for finding in out.findings:
+                _print_finding(progress.console, finding)
+            progress.advance(task, consumed)
+
+        runner = EmbeddedRunner(**runner_args, on_output=on_output)
+        return runner.run(messages)
+
+
+def _summary(console: Console, summary: RunSummary, seconds: float, data_dir: Path) -> None:
+    console.print(
+        f"\nProcessed {summary.messages:,} events in {seconds:.1f} s "
+        f"({summary.predictions:,} predictions, {summary.ground_truth:,} labels, {summary.labeled:,} joined, "
+        f"{summary.dead_letters:,} dead letters); stored {summary.metric_rows:,} metric rows and "
+        f"{summary.drift_rows:,} drift rows in {data_dir.resolve()}"
+    )
+
+
+def _explore(console: Console, data_dir: Path) -> None:
+    console.print("\nExplore what was stored:")
+    for title, sql in EXAMPLE_QUERIES.items():
+        console.print(f"  # {title}")
+        console.print(f"  driftline sql \"{sql}\" --data-dir {data_dir}", soft_wrap=True, highlight=False)
+
+
+@click.group()
+@click.version_option(package_name="driftline")
+def main() -> None:
+    """driftline: streaming monitoring for models in production."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("driftline-demo"),
+              show_default=True, help="Where the demo's chDB store and generated files go.")
+@click.option("--events", "n_events", type=click.IntRange(min=1_000), default=200_000, show_default=True,
+              help="Number of predictions to simulate.")
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(data_dir: Path, n_events: int, seed: int) -> None:
+    """Simulate a credit-scoring model in production and monitor it end to end."""
+    from driftline.scorers.scenario import CreditScenario
+
+    console = Console()
+    started = time.perf_counter()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]driftline demo[/]: a credit-scoring model, {n_events:,} applications, labels arriving late.")
+    scenario = CreditScenario(seed=seed, n_events=n_events)
+    reference_path = data_dir / "reference.parquet"
+    scenario.reference_frame().to_parquet(reference_path, index=False)
+    spec_path = data_dir / "credit.yaml"
+    spec_path.write_text(yaml.safe_dump(scenario.spec_dict(reference_path.name), sort_keys=False))
+    spec = load_spec(spec_path)
+    references = {spec.model: load_reference(spec)}
+    console.print(
+        f"Reference: {references[spec.model].n_rows:,} rows; window {spec.window}; covariate shift at "
+        f"{scenario.covariate_shift_at:.0%} of the stream, concept drift at {scenario.concept_drift_at:.0%}.\n"
+    )
+
+    def messages() -> Iterator[Message]:
+        for i, (_, kind, event) in enumerate(scenario.events()):
+            yield Message(kind, orjson.dumps(event), "demo", str(i))
+
+    store_dir = data_dir / "store"
+    with open_store(store_dir) as store:
+        summary = _run({"references": references, "store": store}, messages(), None, console)
+    _summary(console, summary, time.perf_counter() - started, store_dir)
+    _explore(console, store_dir)
+
+
+@main.command()
+@click.option("--spec", "spec_paths", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Model spec YAML (repeatable).")
+@click.option("--predictions", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Prediction events: JSON Lines or Parquet, in event-time order.")
+@click.option("--ground-truth", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Ground-truth events: JSON Lines or Parquet, in the order the truth became known.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DEFAULT_DATA_DIR),
+              show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=5_000, show_default=True)
+def replay(spec_paths: tuple[Path, ...], predictions: Path, ground_truth: Path | None, data_dir: Path,
+           batch_size: int) -> None:
+    """Process event files through the pipeline (backfills, checks, experiments)."""
+    console = Console()
+    started = time.perf_counter()
+    specs = [load_spec(p) for p in spec_paths]
+    references = {s.model: load_reference(s) for s in specs}
+    with open_store(data_dir) as store:
+        summary = _run({"references": references, "store": store, "batch_size": batch_size},
+                       merged(predictions, ground_truth), None, console)
+    _summary(console, summary, time.perf_counter() - started, data_dir)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DEFAULT_DATA_DIR),
+              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def sql(query: str, data_dir: Path, fmt: str) -> None:
+    """Run a SQL query on the store (tables live in the `driftline` database)."""
+    if not data_dir.exists():
+        raise click.UsageError(f"no driftline data in {data_dir}: run `driftline demo` or `driftline replay` first")
+    with open_store(data_dir) as store:
+        click.echo(format_result(store.query(query), fmt))
+
+
+def run() -> None:
+    """Console-script entry point: user errors print one clear line, not a traceback."""
+    try:
+        main(standalone_mode=True)
+    except (SpecError, StoreError) as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,130 @@
+"""The reference a model is compared with: profiles and baselines built once from its data.
+
+The reference file (CSV or Parquet) holds the training or test data: the features, the model's
+predictions and scores, and the labels. From it come one drift profile per feature (quantile
+bins, category counts, the sorted values for exact tests), profiles of the prediction and of
+the label (prediction and target drift), and a metric accumulator that is the performance
+baseline windows are tested against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from driftline.config import ModelSpec, SpecError
+from driftline.monitors import CategoricalProfile, NumericProfile
+from driftline.monitors.metrics import BinaryAccumulator, MulticlassAccumulator, RegressionAccumulator
+
+Profile = NumericProfile | CategoricalProfile
+MetricAccumulator = BinaryAccumulator | MulticlassAccumulator | RegressionAccumulator
+
+
+def categorical_values(values: Any) -> np.ndarray:
+    """Category values as strings (``None`` and NaN stay missing), the form accumulators take."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        if value is None or (isinstance(value, float) and value != value):
+            out[i] = None
+        elif isinstance(value, bool):
+            out[i] = "true" if value else "false"
+        else:
+            out[i] = str(value)
+    return out
+
+
+def new_metric_accumulator(spec: ModelSpec) -> MetricAccumulator:
+    if spec.task == "binary":
+        return BinaryAccumulator(positive_label=spec.positive_label, threshold=spec.threshold)
+    if spec.task == "multiclass":
+        return MulticlassAccumulator(classes=spec.class_labels)
+    return RegressionAccumulator()
+
+
+def update_metric_accumulator(
+    spec: ModelSpec, acc: MetricAccumulator, labels: list[Any], predictions: list[Any], scores: list[Any]
+) -> None:
+    """Feed joined rows to a metric accumulator, choosing the inputs the task needs."""
+    if spec.task == "binary":
+        if any(s is None for s in scores):
+            acc.update(np.asarray(labels), y_pred=np.asarray(predictions))  # type: ignore[call-arg]
+        else:
+            acc.update(np.asarray(labels), np.asarray(scores, dtype=float))
+    elif spec.task == "multiclass":
+        acc.update(np.asarray(labels, dtype=object), np.asarray(predictions, dtype=object))
+    else:
+        acc.update(np.asarray(labels, dtype=float), np.asarray(predictions, dtype=float))
+
+
+@dataclass
+class ModelReference:
+    """Everything a model's windows are compared against."""
+
+    spec: ModelSpec
+    profiles: dict[str, Profile]
+    prediction_profiles: dict[str, Profile]
+    label_profile: Profile | None
+    baseline: MetricAccumulator
+    n_rows: int
+
+
+def _read(spec: ModelSpec) -> pd.DataFrame:
+    path = spec.reference.path
+    try:
+        if spec.reference.format == "csv":
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise SpecError(path, "reference.path", "file not found") from None
+    except Exception as error:  # noqa: BLE001 - any reader error means the file is unusable
+        raise SpecError(path, "reference.path", f"cannot read {spec.reference.format}: {error}") from None
+
+
+def fit_profile(kind: str, values: Any, spec: ModelSpec) -> Profile:
+    if kind == "numeric":
+        return NumericProfile.fit(
+            np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float),
+            n_bins=spec.drift.bins,
+            reservoir_size=spec.drift.reservoir_size,
+        )
+    return CategoricalProfile.fit(categorical_values(values))
+
+
+def prediction_kinds(spec: ModelSpec, has_score: bool) -> dict[str, str]:
+    """The prediction columns watched for prediction drift, and how each is tested."""
+    if spec.task == "regression":
+        return {"prediction": "numeric"}
+    kinds = {"prediction": "categorical"}
+    if spec.task == "binary" and has_score:
+        kinds["score"] = "numeric"
+    return kinds
+
+
+def load_reference(spec: ModelSpec, frame: pd.DataFrame | None = None) -> ModelReference:
+    """Build a model's reference from its spec (reads the reference file unless ``frame``)."""
+    data = _read(spec) if frame is None else frame
+    where = spec.reference.path
+    needed = [f.name for f in spec.features] + [spec.reference.prediction_column, spec.reference.label_column]
+    missing = [c for c in needed if c not in data.columns]
+    if missing:
+        raise SpecError(where, "reference", f"columns {missing} are missing from the reference data")
+    if len(data) < 2:
+        raise SpecError(where, "reference", f"expected at least 2 rows, got {len(data)}")
+    profiles = {f.name: fit_profile(f.kind, data[f.name].to_numpy(), spec) for f in spec.features}
+    score_col = spec.reference.score_column
+    has_score = bool(score_col) and score_col in data.columns
+    columns = {"prediction": spec.reference.prediction_column, "score": score_col}
+    prediction_profiles = {
+        name: fit_profile(kind, data[columns[name]].to_numpy(), spec)
+        for name, kind in prediction_kinds(spec, has_score).items()
+    }
+    label_kind = "numeric" if spec.task == "regression" else "categorical"
+    labels = data[spec.reference.label_column]
+    label_profile = fit_profile(label_kind, labels.to_numpy(), spec) if spec.drift.label else None
+    baseline = new_metric_accumulator(spec)
+    scores = data[score_col].tolist() if has_score else [None] * len(data)
+    update_metric_accumulator(spec, baseline, labels.tolist(), data[spec.reference.prediction_column].tolist(), scores)
+    return ModelReference(spec, profiles, prediction_profiles, label_profile, baseline, len(data))

@@ -1,0 +1,145 @@
+"""The prediction x ground-truth join.
+
+Either side may arrive first. A prediction waits for its label, and a label for its
+prediction, until the watermark is ``ttl_ms`` past its own timestamp. Once joined, the entry
+shrinks to a marker (the prediction time) kept until the same TTL, so that a replayed
+prediction or a second label for the same event is recognised as a duplicate instead of being
+counted twice. Labels whose prediction never came are returned as orphans when they expire.
+
+Examples
+--------
+>>> from driftline.events import Prediction, GroundTruth
+>>> joiner = Joiner({}, ttl_ms=1_000, segment_fields={"m": ()})
+>>> p = Prediction(model="m", event_id="a", version="v1", ts=1_000, features={}, prediction=1, score=0.9)
+>>> joiner.add_predictions([p])
+([], [])
+>>> rows, rejected = joiner.add_ground_truth([GroundTruth(model="m", event_id="a", ts=1_500, label=0)])
+>>> rows[0].label, rows[0].delay_ms
+(0, 500)
+>>> joiner.add_ground_truth([GroundTruth(model="m", event_id="a", ts=1_600, label=1)])[1][0][1].code
+'duplicate_label'
+
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from driftline.events import GroundTruth, Prediction, Rejection
+from driftline.streams.state import State
+
+_PREDICTION = "P"
+_LABEL = "L"
+
+
+@dataclass(slots=True)
+class LabeledRow:
+    """A prediction joined with its ground truth."""
+
+    event_id: str
+    model: str
+    version: str
+    role: str
+    segment_values: tuple[Any, ...]
+    prediction_ts: int
+    label_ts: int
+    prediction: Any
+    score: float | None
+    label: Any
+    source: str
+
+    @property
+    def delay_ms(self) -> int:
+        return self.label_ts - self.prediction_ts
+
+
+class Joiner:
+    """Join predictions and ground truth by ``(model, event_id)`` over a key-value state.
+
+    Parameters
+    ----------
+    state
+        Mapping that holds pending entries and joined markers.
+    ttl_ms
+        How long (event time) either side waits for the other.
+    segment_fields
+        Per model, the feature names whose values travel with the joined row (segments and
+        the protected attribute).
+    """
+
+    def __init__(self, state: State, ttl_ms: int, segment_fields: dict[str, tuple[str, ...]]):
+        if ttl_ms <= 0:
+            raise ValueError(f"ttl_ms must be > 0, got {ttl_ms}")
+        self.state = state
+        self.ttl_ms = ttl_ms
+        self.segment_fields = segment_fields
+        self.watermark = 0
+        self._last_expiry = 0
+
+    def add_predictions(self, events: list[Prediction]) -> tuple[list[LabeledRow], list[tuple[Any, Rejection]]]:
+        rows: list[LabeledRow] = []
+        rejected: list[tuple[Any, Rejection]] = []
+        state = self.state
+        for event in events:
+            key = (event.model, event.event_id)
+            entry = state.get(key)
+            if entry is not None and (type(entry) is int or entry[0] == _PREDICTION):
+                rejected.append((event, Rejection("duplicate_event_id", "event_id", "an event_id not seen within label_ttl", event.event_id)))
+                continue
+            features = event.features
+            values = tuple(getattr(features, name, None) for name in self.segment_fields[event.model])
+            if entry is None:
+                state[key] = (_PREDICTION, event.ts, event.version, event.role, event.prediction, event.score, values)
+            else:
+                _, label_ts, label, source = entry
+                state[key] = event.ts
+                rows.append(
+                    LabeledRow(event.event_id, event.model, event.version, event.role, values,
+                               event.ts, label_ts, event.prediction, event.score, label, source)
+                )
+            if event.ts > self.watermark:
+                self.watermark = event.ts
+        return rows, rejected
+
+    def add_ground_truth(self, events: list[GroundTruth]) -> tuple[list[LabeledRow], list[tuple[Any, Rejection]]]:
+        rows: list[LabeledRow] = []
+        rejected: list[tuple[Any, Rejection]] = []
+        state = self.state
+        for event in events:
+            key = (event.model, event.event_id)
+            entry = state.get(key)
+            if entry is None:
+                state[key] = (_LABEL, event.ts, event.label, event.source)
+            elif type(entry) is int or entry[0] == _LABEL:
+                rejected.append((event, Rejection("duplicate_label", "event_id", "one label per event_id", event.event_id)))
+            else:
+                _, ts, version, role, prediction, score, values = entry
+                state[key] = ts
+                rows.append(
+                    LabeledRow(event.event_id, event.model, version, role, values,
+                               ts, event.ts, prediction, score, event.label, event.source)
+                )
+        return rows, rejected
+
+    def expire(self, force: bool = False) -> list[tuple[str, tuple[Any, ...]]]:
+        """Drop entries older than the TTL; returns orphan labels as ``(model, entry)`` pairs.
+
+        Scans at most every ``ttl_ms / 16`` of watermark progress (or when ``force``), so the
+        amortised cost per event stays constant.
+        """
+        if not force and self.watermark - self._last_expiry < self.ttl_ms // 16:
+            return []
+        self._last_expiry = self.watermark
+        horizon = self.watermark - self.ttl_ms
+        expired = [key for key, entry in self.state.items() if (entry if type(entry) is int else entry[1]) < horizon]
+        orphans = []
+        for key in expired:
+            entry = self.state.pop(key)
+            if type(entry) is not int and entry[0] == _LABEL:
+                orphans.append((key, entry))
+        return orphans
+
+    def pending_labels(self) -> list[tuple[tuple[str, str], tuple[Any, ...]]]:
+        """Labels still waiting for their prediction (reported as orphans when a replay ends)."""
+        return [(key, entry) for key, entry in self.state.items() if type(entry) is not int and entry[0] == _LABEL]

@@ -1,0 +1,193 @@
+"""The processing core both runtimes drive: decode, validate, join, window, test.
+
+:class:`Pipeline` takes batches of raw messages (bytes, as they come off a Kafka topic or a JSON
+Lines file), and returns an :class:`Output` holding the rows to store and the findings to
+report. All of its state lives in three mappings (join, drift, performance), so the embedded
+runtime passes dicts and the Faust runtime passes Tables; the same input gives the same output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from driftline.config import ModelSpec
+from driftline.events import EventDecoder, GroundTruth, InvalidEvent, Limits, Prediction, Rejection, encode
+from driftline.reference import ModelReference
+from driftline.streams.join import Joiner, LabeledRow
+from driftline.streams.processors import DriftProcessor, Finding, PerformanceProcessor
+from driftline.streams.state import State
+
+PREDICTION = "prediction"
+GROUND_TRUTH = "ground_truth"
+
+
+@dataclass(slots=True)
+class Message:
+    """One raw message: which stream it came from, its bytes, and where it came from."""
+
+    kind: str
+    data: bytes
+    source: str
+    position: str
+
+
+@dataclass
+class Output:
+    """What one batch produced, per destination table, plus human-readable findings."""
+
+    predictions: list[Prediction] = field(default_factory=list)
+    ground_truth: list[GroundTruth] = field(default_factory=list)
+    labeled: list[LabeledRow] = field(default_factory=list)
+    window_metrics: list[dict[str, Any]] = field(default_factory=list)
+    drift_results: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def extend(self, other: Output) -> None:
+        for name in self.__dataclass_fields__:
+            getattr(self, name).extend(getattr(other, name))
+
+
+def dead_letter(source: str, position: str, data: bytes, rejection: Rejection) -> dict[str, Any]:
+    """A dead-letter row; its id is a hash of where the message came from and its bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(source.encode())
+    digest.update(b"\0")
+    digest.update(position.encode())
+    digest.update(b"\0")
+    digest.update(data)
+    return {
+        "id": digest.hexdigest(),
+        "source": source,
+        "position": position,
+        "reason": str(rejection),
+        "code": rejection.code,
+        "field": rejection.field,
+        "payload": data,
+    }
+
+
+class Pipeline:
+    """Decode, validate, join and window events for a set of models.
+
+    Parameters
+    ----------
+    references
+        Per model, its spec and reference.
+    join_state, drift_state, perf_state
+        The mappings holding all state (``dict`` in the embedded runtime).
+    now_ms
+        Wall clock for the future-timestamp check (injected for replays of history).
+    """
+
+    def __init__(
+        self,
+        references: dict[str, ModelReference],
+        join_state: State | None = None,
+        drift_state: State | None = None,
+        perf_state: State | None = None,
+        now_ms: Callable[[], int] | None = None,
+    ):
+        if not references:
+            raise ValueError("references must hold at least one model")
+        self.references = references
+        specs: list[ModelSpec] = [r.spec for r in references.values()]
+        limits = Limits(
+            max_event_bytes=max(s.limits.max_event_bytes for s in specs),
+            max_future_ms=max(s.max_future_ms for s in specs),
+        )
+        self.decoder = EventDecoder(specs, limits, now_ms=now_ms)
+        ttl = max(s.label_ttl_ms for s in specs)
+        carried = {
+            s.model: tuple(s.segments) + ((s.protected_attribute,) if s.protected_attribute else ())
+            for s in specs
+        }
+        self.joiner = Joiner({} if join_state is None else join_state, ttl, carried)
+        self.drift = DriftProcessor({} if drift_state is None else drift_state, references)
+        self.performance = PerformanceProcessor({} if perf_state is None else perf_state, references)
+        self.counts = {"predictions": 0, "ground_truth": 0, "labeled": 0, "dead_letters": 0}
+
+    def process(self, messages: Iterable[Message]) -> Output:
+        """Run one batch through the pipeline and return what it produced."""
+        out = Output()
+        predictions: dict[str, list[Prediction]] = {}
+        origins: dict[int, Message] = {}
+        truths: list[GroundTruth] = []
+        decode_prediction = self.decoder.decode_prediction
+        decode_truth = self.decoder.decode_ground_truth
+        for message in messages:
+            try:
+                if message.kind == PREDICTION:
+                    event = decode_prediction(message.data)
+                    predictions.setdefault(event.model, []).append(event)
+                else:
+                    event = decode_truth(message.data)
+                    truths.append(event)
+            except InvalidEvent as error:
+                out.dead_letters.append(dead_letter(message.source, message.position, message.data, error.rejection))
+                continue
+            origins[id(event)] = message
+        for model, events in predictions.items():
+            accepted, late = self.drift.add(model, events)
+            spec = self.references[model].spec
+            for event in late:
+                self._reject(out, origins, event, Rejection(
+                    "late_event", "ts", f"an event time within allowed_lateness ({spec.allowed_lateness}) of its window end",
+                    str(event.ts)))
+            joined, duplicates = self.joiner.add_predictions(accepted)
+            for event, rejection in duplicates:
+                self._reject(out, origins, event, rejection)
+            duplicate_ids = {id(event) for event, _ in duplicates}
+            accepted = [e for e in accepted if id(e) not in duplicate_ids] if duplicates else accepted
+            self.performance.add_predictions(model, accepted)
+            out.predictions.extend(accepted)
+            out.labeled.extend(joined)
+        joined, duplicates = self.joiner.add_ground_truth(truths)
+        for event, rejection in duplicates:
+            self._reject(out, origins, event, rejection)
+        duplicate_ids = {id(event) for event, _ in duplicates}
+        out.ground_truth.extend(e for e in truths if id(e) not in duplicate_ids)
+        out.labeled.extend(joined)
+        self.performance.add_labeled(out.labeled)
+        self._windows(out, force=False)
+        for key, entry in self.joiner.expire():
+            out.dead_letters.append(self._orphan(key, entry))
+        self._count(out)
+        return out
+
+    def finish(self) -> Output:
+        """Close every window (end of a finite stream) and report labels that never matched."""
+        out = Output()
+        self._windows(out, force=True)
+        for key, entry in self.joiner.pending_labels():
+            out.dead_letters.append(self._orphan(key, entry))
+        self._count(out)
+        return out
+
+    def _windows(self, out: Output, force: bool) -> None:
+        rows, findings = self.drift.close(force)
+        out.drift_results.extend(rows)
+        out.findings.extend(findings)
+        metrics, target_drift, findings = self.performance.emit(force)
+        out.window_metrics.extend(metrics)
+        out.drift_results.extend(target_drift)
+        out.findings.extend(findings)
+
+    def _reject(self, out: Output, origins: dict[int, Message], event: Any, rejection: Rejection) -> None:
+        message = origins[id(event)]
+        out.dead_letters.append(dead_letter(message.source, message.position, message.data, rejection))
+
+    def _orphan(self, key: tuple[str, str], entry: tuple[Any, ...]) -> dict[str, Any]:
+        model, event_id = key
+        _, ts, label, source = entry
+        data = encode({"schema_version": 1, "event_id": event_id, "model": model, "ts": ts, "label": label, "source": source})
+        rejection = Rejection("orphan_label", "event_id", "a prediction with this event_id within label_ttl", event_id)
+        return dead_letter(GROUND_TRUTH, f"{model}/{event_id}", data, rejection)
+
+    def _count(self, out: Output) -> None:
+        self.counts["predictions"] += len(out.predictions)
+        self.counts["ground_truth"] += len(out.ground_truth)
+        self.counts["labeled"] += len(out.labeled)
+        self.counts["dead_letters"] += len(out.dead_letters)

@@ -1,0 +1,452 @@
+"""Window processors: input drift on predictions, performance on joined rows.
+
+Both are runtime-agnostic: they keep every piece of state in the mapping they are given
+(a ``dict`` in the embedded runtime, a changelog-backed Table under Faust), take batches of
+decoded events and return plain result rows. Window state is a set of mergeable accumulators,
+O(features x bins) per window whatever the number of events.
+
+* :class:`DriftProcessor` accumulates each (model, version, window) of predictions; when the
+  watermark closes the window it runs the spec's drift tests on every feature and on the
+  prediction, controls the false discovery rate over that family (Benjamini–Hochberg) and
+  emits one row per test.
+* :class:`PerformanceProcessor` counts predictions per window and segment and accumulates the
+  joined rows of the window their *prediction* belongs to. A window's metric rows are emitted
+  when it closes and again each time late labels change it, with the label coverage and a
+  revision number (the labeled-row count) so that the store keeps the latest version.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from driftline.config import LOWER_IS_BETTER, ModelSpec
+from driftline.events import Prediction
+from driftline.monitors import benjamini_hochberg, compare_many
+from driftline.monitors.baseline import worse_than_baseline
+from driftline.monitors.business import business_value
+from driftline.monitors.fairness import FairnessAccumulator
+from driftline.reference import (
+    MetricAccumulator,
+    ModelReference,
+    categorical_values,
+    new_metric_accumulator,
+    update_metric_accumulator,
+)
+from driftline.streams.join import LabeledRow
+from driftline.streams.state import State
+from driftline.streams.windows import is_closed, late_mask, window_starts
+
+ALL = "all"
+
+
+def _getter(names: list[str]) -> Any:
+    if not names:
+        return lambda _: ()
+    if len(names) == 1:
+        get = attrgetter(names[0])
+        return lambda obj: (get(obj),)
+    return attrgetter(*names)
+
+
+def _group(keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], np.ndarray]:
+    """Row indices per distinct key, in first-seen order."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return {key: np.asarray(idx) for key, idx in groups.items()}
+
+
+@dataclass
+class DriftWindow:
+    """Accumulators of one (model, version, window) of predictions."""
+
+    model: str
+    version: str
+    start: int
+    accumulators: dict[str, Any]
+    n: int = 0
+
+
+@dataclass
+class Finding:
+    """Something a person watching the stream should hear about."""
+
+    model: str
+    version: str
+    window_start: int
+    kind: str
+    message: str
+
+
+def _as_row_value(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+class DriftProcessor:
+    """Accumulate predictions per window and test each closed window against the reference."""
+
+    def __init__(self, state: State, references: dict[str, ModelReference]):
+        self.state = state
+        self.references = references
+        self._numeric = {m: _getter(r.spec.numeric_features) for m, r in references.items()}
+        self._categorical = {m: _getter(r.spec.categorical_features) for m, r in references.items()}
+
+    def watermark(self, model: str) -> int:
+        return self.state.get(("watermark", model), 0)
+
+    def add(self, model: str, events: list[Prediction]) -> tuple[list[Prediction], list[Prediction]]:
+        """Accumulate a batch of one model's predictions; returns (accepted, late)."""
+        ref = self.references[model]
+        spec = ref.spec
+        ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
+        watermark = self.watermark(model)
+        late = late_mask(ts, watermark, spec.window_ms, spec.allowed_lateness_ms)
+        if late.any():
+            accepted = [e for e, is_late in zip(events, late) if not is_late]
+            late_events = [e for e, is_late in zip(events, late) if is_late]
+            ts = ts[~late]
+        else:
+            accepted, late_events = events, []
+        if not accepted:
+            return accepted, late_events
+        features = [e.features for e in accepted]
+        numeric = np.array(list(map(self._numeric[model], features)), dtype=float).reshape(len(accepted), -1)
+        categorical = list(zip(*map(self._categorical[model], features)))
+        columns: dict[str, Any] = {}
+        for j, name in enumerate(spec.numeric_features):
+            columns[name] = numeric[:, j]
+        for j, name in enumerate(spec.categorical_features):
+            columns[name] = categorical_values(categorical[j])
+        for name, profile in ref.prediction_profiles.items():
+            values = [getattr(e, name) for e in accepted]
+            if type(profile).__name__ == "NumericProfile":
+                columns[name] = np.array(values, dtype=float)
+            else:
+                columns[name] = categorical_values(values)
+        starts = window_starts(ts, spec.window_ms)
+        versions = [e.version for e in accepted]
+        for (version, start), idx in _group(list(zip(versions, starts.tolist()))).items():
+            key = ("drift", model, version, start)
+            window = self.state.get(key)
+            if window is None:
+                accs = {name: p.new_accumulator() for name, p in {**ref.profiles, **ref.prediction_profiles}.items()}
+                window = DriftWindow(model, version, start, accs)
+            everything = len(idx) == len(accepted)
+            for name, acc in window.accumulators.items():
+                acc.update(columns[name] if everything else columns[name][idx])
+            window.n += len(idx)
+            self.state[key] = window
+        self.state[("watermark", model)] = max(watermark, int(ts.max()))
+        return accepted, late_events
+
+    def close(self, force: bool = False) -> tuple[list[dict[str, Any]], list[Finding]]:
+        """Test every window the watermark has closed (all windows when ``force``)."""
+        rows: list[dict[str, Any]] = []
+        findings: list[Finding] = []
+        ready = []
+        for key, window in list(self.state.items()):
+            if key[0] != "drift":
+                continue
+            spec = self.references[window.model].spec
+            if force or is_closed(window.start, self.watermark(window.model), spec.window_ms, spec.allowed_lateness_ms):
+                ready.append((key, window))
+        for key, window in sorted(ready, key=lambda kv: (kv[1].start, kv[1].model, kv[1].version)):
+            window_rows, window_findings = self._test(window)
+            rows.extend(window_rows)
+            findings.extend(window_findings)
+            del self.state[key]
+        return rows, findings
+
+    def _test(self, window: DriftWindow) -> tuple[list[dict[str, Any]], list[Finding]]:
+        ref = self.references[window.model]
+        spec = ref.spec
+        tests = {"numeric": spec.drift.numeric_tests, "categorical": spec.drift.categorical_tests}
+        profiles = {**ref.profiles, **ref.prediction_profiles}
+        results = compare_many(profiles, window.accumulators, tests)
+        rows = drift_rows(spec, window.model, window.version, window.start, results,
+                          {name: "prediction" for name in ref.prediction_profiles}, revision=window.n)
+        return rows, drift_findings(window.model, window.version, window.start, rows)
+
+
+def drift_rows(
+    spec: ModelSpec,
+    model: str,
+    version: str,
+    start: int,
+    results: list[Any],
+    targets: dict[str, str],
+    revision: int,
+) -> list[dict[str, Any]]:
+    """One stored row per test result, with BH-adjusted p-values over the whole family."""
+    p_values = np.array([np.nan if r.p_value is None else r.p_value for r in results], dtype=float)
+    _, adjusted = benjamini_hochberg(p_values, alpha=spec.drift.fdr)
+    rows = []
+    thresholds = spec.drift.thresholds
+    for result, p_adj in zip(results, adjusted):
+        threshold = thresholds.get(result.test)
+        effect = float(result.effect_size)
+        significant = result.p_value is None or (not math.isnan(p_adj) and p_adj < spec.drift.fdr)
+        drifted = bool(result.n_current > 0 and significant and threshold is not None and effect >= threshold)
+        rows.append({
+            "model": model,
+            "version": version,
+            "window_start": start,
+            "window_end": start + spec.window_ms,
+            "target": targets.get(result.feature, "feature"),
+            "feature": result.feature,
+            "test": result.test,
+            "statistic": float(result.statistic),
+            "p_value": _as_row_value(result.p_value),
+            "p_adjusted": _as_row_value(p_adj),
+            "effect_size": effect,
+            "threshold": threshold,
+            "drifted": int(drifted),
+            "n_reference": int(result.n_reference),
+            "n_current": int(result.n_current),
+            "exact": int(result.exact),
+            "revision": revision,
+        })
+    return rows
+
+
+def drift_findings(model: str, version: str, start: int, rows: list[dict[str, Any]]) -> list[Finding]:
+    drifted: dict[str, list[str]] = {}
+    for row in rows:
+        if row["drifted"]:
+            p = "" if row["p_adjusted"] is None else f", p_adj={row['p_adjusted']:.1e}"
+            drifted.setdefault(f"{row['target']}:{row['feature']}", []).append(
+                f"{row['test']}={row['effect_size']:.3f}{p}"
+            )
+    return [
+        Finding(model, version, start, "drift", f"{name.split(':', 1)[1]} ({'; '.join(parts)})")
+        for name, parts in drifted.items()
+    ]
+
+
+@dataclass
+class Segment:
+    n_predictions: int
+    metrics: MetricAccumulator
+
+
+@dataclass
+class PerformanceWindow:
+    """One (model, version, window) of performance state: all its segments."""
+
+    model: str
+    version: str
+    start: int
+    segments: dict[str, Segment]
+    labels: Any
+    fairness: FairnessAccumulator | None
+    n_labeled: int = 0
+    emitted: int = -1
+    closed: bool = False
+    dirty: bool = field(default=False)
+
+
+def segment_keys(spec: ModelSpec, values: tuple[Any, ...]) -> list[str]:
+    keys = [ALL]
+    for name, value in zip(spec.segments, values):
+        keys.append(f"{name}={'(missing)' if value is None else categorical_values([value])[0]}")
+    return keys
+
+
+class PerformanceProcessor:
+    """Windowed performance of joined rows, re-emitted as late labels arrive."""
+
+    def __init__(self, state: State, references: dict[str, ModelReference]):
+        self.state = state
+        self.references = references
+        self._segments = {m: _getter(r.spec.segments) for m, r in references.items()}
+
+    def watermark(self, model: str) -> int:
+        return self.state.get(("watermark", model), 0)
+
+    def _window(self, model: str, version: str, start: int) -> PerformanceWindow:
+        key = ("perf", model, version, start)
+        window = self.state.get(key)
+        if window is None:
+            ref = self.references[model]
+            fairness = FairnessAccumulator() if ref.spec.protected_attribute and ref.spec.task == "binary" else None
+            labels = ref.label_profile.new_accumulator() if ref.label_profile is not None else None
+            window = PerformanceWindow(model, version, start, {}, labels, fairness)
+        return window
+
+    def add_predictions(self, model: str, events: list[Prediction]) -> None:
+        """Count accepted (not late) predictions per window and segment."""
+        if not events:
+            return
+        spec = self.references[model].spec
+        get = self._segments[model]
+        counts: dict[tuple[str, int], dict[str, int]] = {}
+        window_ms = spec.window_ms
+        for event in events:
+            per = counts.setdefault((event.version, event.ts - event.ts % window_ms), {})
+            for key in segment_keys(spec, get(event.features)):
+                per[key] = per.get(key, 0) + 1
+        for (version, start), per in counts.items():
+            window = self._window(model, version, start)
+            for key, n in per.items():
+                segment = window.segments.get(key)
+                if segment is None:
+                    segment = window.segments[key] = Segment(0, new_metric_accumulator(spec))
+                segment.n_predictions += n
+            self.state[("perf", model, version, start)] = window
+        watermark = max(e.ts for e in events)
+        if watermark > self.watermark(model):
+            self.state[("watermark", model)] = watermark
+
+    def add_labeled(self, rows: list[LabeledRow]) -> None:
+        groups: dict[tuple[str, str, int], list[LabeledRow]] = {}
+        for row in rows:
+            spec = self.references[row.model].spec
+            start = row.prediction_ts - row.prediction_ts % spec.window_ms
+            groups.setdefault((row.model, row.version, start), []).append(row)
+        for (model, version, start), batch in groups.items():
+            ref = self.references[model]
+            spec = ref.spec
+            window = self._window(model, version, start)
+            n_seg = len(spec.segments)
+            by_segment: dict[str, list[LabeledRow]] = {ALL: batch}
+            for row in batch:
+                for key in segment_keys(spec, row.segment_values[:n_seg])[1:]:
+                    by_segment.setdefault(key, []).append(row)
+            for key, seg_rows in by_segment.items():
+                segment = window.segments.get(key)
+                if segment is None:
+                    segment = window.segments[key] = Segment(0, new_metric_accumulator(spec))
+                update_metric_accumulator(
+                    spec, segment.metrics,
+                    [r.label for r in seg_rows], [r.prediction for r in seg_rows], [r.score for r in seg_rows],
+                )
+            if window.labels is not None:
+                labels = [r.label for r in batch]
+                window.labels.update(np.array(labels, dtype=float) if spec.task == "regression" else categorical_values(labels))
+            if window.fairness is not None:
+                positive = spec.positive_label
+                window.fairness.update(
+                    categorical_values([r.segment_values[n_seg] for r in batch]),
+                    np.array([r.label == positive for r in batch]),
+                    np.array([r.prediction == positive for r in batch]),
+                )
+            window.n_labeled += len(batch)
+            window.dirty = True
+            self.state[("perf", model, version, start)] = window
+
+    def emit(self, force: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Finding]]:
+        """Rows of closed windows that changed since their last emission.
+
+        Returns metric rows, target-drift rows and findings. Windows older than the label TTL
+        are dropped after their final emission.
+        """
+        metric_rows: list[dict[str, Any]] = []
+        drift_out: list[dict[str, Any]] = []
+        findings: list[Finding] = []
+        for key, window in sorted(
+            ((k, w) for k, w in self.state.items() if k[0] == "perf"), key=lambda kv: (kv[1].start, kv[1].model, kv[1].version)
+        ):
+            spec = self.references[window.model].spec
+            watermark = self.watermark(window.model)
+            closed = force or is_closed(window.start, watermark, spec.window_ms, spec.allowed_lateness_ms)
+            if closed and (not window.closed or window.dirty):
+                rows, target_rows, window_findings = self._emit(window)
+                metric_rows.extend(rows)
+                drift_out.extend(target_rows)
+                findings.extend(window_findings)
+                window.closed, window.dirty, window.emitted = True, False, window.n_labeled
+                self.state[key] = window
+            if not force and window.start + spec.window_ms + spec.label_ttl_ms <= watermark:
+                del self.state[key]
+        return metric_rows, drift_out, findings
+
+    def _emit(self, window: PerformanceWindow) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Finding]]:
+        ref = self.references[window.model]
+        spec = ref.spec
+        thresholds = {m.name: m for m in spec.metrics}
+        end = window.start + spec.window_ms
+        rows: list[dict[str, Any]] = []
+        findings: list[Finding] = []
+        baseline_values = ref.baseline.metrics()
+        for segment_key in sorted(window.segments):
+            segment = window.segments[segment_key]
+            acc = segment.metrics
+            values = acc.metrics()
+            coverage = acc.n / segment.n_predictions if segment.n_predictions else math.nan
+            named = {k: v for k, v in values.items() if k in _REPORTED}
+            if spec.cost_matrix is not None and acc.n:
+                named["business_value"] = business_value(acc.confusion, _costs(spec))
+            for metric, value in named.items():
+                test = None
+                if metric in _BASELINE_TESTED and acc.n:
+                    test = worse_than_baseline(metric, acc, ref.baseline)
+                limit = thresholds.get(metric)
+                threshold = None if limit is None else (limit.min if limit.min is not None else limit.max)
+                breached = False
+                if limit is not None and not math.isnan(value):
+                    breached = (limit.min is not None and value < limit.min) or (limit.max is not None and value > limit.max)
+                rows.append({
+                    "model": window.model,
+                    "version": window.version,
+                    "segment": segment_key,
+                    "window_start": window.start,
+                    "window_end": end,
+                    "metric": metric,
+                    "value": float(value),
+                    "n": int(acc.n),
+                    "n_predictions": int(segment.n_predictions),
+                    "label_coverage": float(coverage) if not math.isnan(coverage) else 0.0,
+                    "baseline": _as_row_value(baseline_values.get(metric)),
+                    "p_value": None if test is None else _as_row_value(test.p_value),
+                    "threshold": threshold,
+                    "breached": int(breached),
+                    "revision": window.n_labeled,
+                })
+                if segment_key == ALL and (breached or (test is not None and test.p_value is not None and test.p_value < 0.01)):
+                    direction = "above" if metric in LOWER_IS_BETTER else "below"
+                    why = f"{direction} threshold {threshold}" if breached else f"worse than baseline {baseline_values.get(metric):.3f}"
+                    findings.append(Finding(window.model, window.version, window.start, "performance",
+                                            f"{metric}={value:.3f} {why} (p={test.p_value:.1e}, n={acc.n}, coverage={coverage:.0%})"
+                                            if test is not None and test.p_value is not None else
+                                            f"{metric}={value:.3f} {why} (n={acc.n}, coverage={coverage:.0%})"))
+        if window.fairness is not None and window.fairness.n:
+            report = window.fairness.result()
+            for metric, value in (("disparate_impact", report.disparate_impact), ("equal_opportunity_diff", report.equal_opportunity_difference)):
+                all_segment = window.segments.get(ALL)
+                rows.append({
+                    "model": window.model, "version": window.version, "segment": f"{spec.protected_attribute}=*",
+                    "window_start": window.start, "window_end": end, "metric": metric, "value": float(value),
+                    "n": int(window.fairness.n), "n_predictions": int(all_segment.n_predictions if all_segment else 0),
+                    "label_coverage": float(window.fairness.n / all_segment.n_predictions) if all_segment and all_segment.n_predictions else 0.0,
+                    "baseline": None, "p_value": None, "threshold": 0.8 if metric == "disparate_impact" else None,
+                    "breached": int(metric == "disparate_impact" and not math.isnan(value) and value < 0.8),
+                    "revision": window.n_labeled,
+                })
+        target_rows: list[dict[str, Any]] = []
+        if window.labels is not None and ref.label_profile is not None and window.n_labeled:
+            kind = "numeric" if spec.task == "regression" else "categorical"
+            tests = {kind: spec.drift.numeric_tests if kind == "numeric" else spec.drift.categorical_tests}
+            results = compare_many({"label": ref.label_profile}, {"label": window.labels}, tests)
+            target_rows = drift_rows(spec, window.model, window.version, window.start, results, {"label": "label"}, window.n_labeled)
+        return rows, target_rows, findings
+
+
+_REPORTED = frozenset({
+    "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier",
+    "mae", "rmse", "mape", "r2",
+})
+_BASELINE_TESTED = frozenset({"accuracy", "precision", "recall", "roc_auc", "log_loss", "brier", "mae", "rmse"})
+
+
+def _costs(spec: ModelSpec) -> dict[str, float]:
+    cm = spec.cost_matrix
+    assert cm is not None
+    return {"tp": cm.tp, "fp": cm.fp, "tn": cm.tn, "fn": cm.fn}

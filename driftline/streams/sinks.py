@@ -1,0 +1,132 @@
+"""Turn a pipeline :class:`Output` into columnar batches for the store's tables.
+
+Both runtimes write through here, so the embedded and the Faust runtime store the same rows.
+Every row carries its deterministic key; the store's ReplacingMergeTree tables make a replay
+overwrite instead of double counting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from driftline.reference import ModelReference
+from driftline.storage import Store
+from driftline.streams.pipeline import Output
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, str):
+        return None
+    return float(value)
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    if not rows:
+        return {}
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
+class StoreSink:
+    """Write pipeline outputs to a :class:`~driftline.storage.Store`."""
+
+    def __init__(self, store: Store, references: dict[str, ModelReference]):
+        self.store = store
+        self.references = references
+        self._feature_names = {
+            model: (ref.spec.numeric_features, ref.spec.categorical_features) for model, ref in references.items()
+        }
+
+    def write(self, out: Output) -> None:
+        now = int(time.time() * 1000)
+        if out.predictions:
+            self.store.insert("predictions", self._predictions(out))
+        if out.ground_truth:
+            self.store.insert("ground_truth", {
+                "event_id": [e.event_id for e in out.ground_truth],
+                "model": [e.model for e in out.ground_truth],
+                "ts": [e.ts for e in out.ground_truth],
+                "label": [_text(e.label) for e in out.ground_truth],
+                "label_value": [_number(e.label) for e in out.ground_truth],
+                "source": [e.source for e in out.ground_truth],
+                "schema_version": [e.schema_version for e in out.ground_truth],
+            })
+        if out.labeled:
+            segments = {m: r.spec.segments for m, r in self.references.items()}
+            self.store.insert("labeled", {
+                "event_id": [r.event_id for r in out.labeled],
+                "model": [r.model for r in out.labeled],
+                "version": [r.version for r in out.labeled],
+                "role": [r.role for r in out.labeled],
+                "segment": [
+                    {k: _text(v) for k, v in zip(segments[r.model], r.segment_values) if v is not None}
+                    for r in out.labeled
+                ],
+                "prediction_ts": [r.prediction_ts for r in out.labeled],
+                "label_ts": [r.label_ts for r in out.labeled],
+                "delay_ms": [r.delay_ms for r in out.labeled],
+                "prediction": [_text(r.prediction) for r in out.labeled],
+                "score": [r.score for r in out.labeled],
+                "label": [_text(r.label) for r in out.labeled],
+            })
+        if out.window_metrics:
+            self.store.insert("window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
+        if out.drift_results:
+            self.store.insert("drift_results", _columns([{**row, "updated_at": now} for row in out.drift_results]))
+        if out.dead_letters:
+            self.store.insert("dead_letters", _columns([
+                {
+                    "id": row["id"],
+                    "source": row["source"],
+                    "position": row["position"],
+                    "received_at": now,
+                    "reason": row["reason"],
+                    "code": row["code"],
+                    "field": row["field"],
+                    "payload": row["payload"].decode("utf-8", errors="replace"),
+                }
+                for row in out.dead_letters
+            ]))
+
+    def _predictions(self, out: Output) -> dict[str, list[Any]]:
+        events = out.predictions
+        numeric_maps, categorical_maps = [], []
+        for event in events:
+            numeric, categorical = self._feature_names[event.model]
+            features = event.features
+            numeric_maps.append({n: float(v) for n in numeric if (v := getattr(features, n)) is not None})
+            categorical_maps.append({n: _text(v) for n in categorical if (v := getattr(features, n)) is not None})
+        return {
+            "event_id": [e.event_id for e in events],
+            "model": [e.model for e in events],
+            "version": [e.version for e in events],
+            "ts": [e.ts for e in events],
+            "role": [e.role for e in events],
+            "features": numeric_maps,
+            "cat_features": categorical_maps,
+            "prediction": [_text(e.prediction) for e in events],
+            "score": [e.score for e in events],
+            "probabilities": [e.probabilities or {} for e in events],
+            "action": [e.action for e in events],
+            "explanation": [e.explanation or {} for e in events],
+            "host": [e.host for e in events],
+            "latency_ms": [e.latency_ms for e in events],
+            "entity_id": [e.entity_id for e in events],
+            "schema_version": [e.schema_version for e in events],
+        }
+
+
+def to_builtins(event: msgspec.Struct) -> dict[str, Any]:
+    """An event as plain JSON-ready values (for printing and re-encoding)."""
+    return msgspec.to_builtins(event)
