@@ -1,0 +1,160 @@
+"""Insert throughput of the embedded chDB store on predictions-like rows.
+
+Builds ``--rows`` prediction rows (10 numeric features, 3 categorical, score, probabilities,
+host, latency, entity id), then times ``Store.insert`` (Python columns -> Arrow batch -> chDB)
+``--repeats`` times with fresh event ids, and reports the median rows/s for the whole call and
+for the engine part alone (``Store.insert_arrow`` of the ready batch).
+
+    python bench/storage_insert.py                    # 1M rows, 3 runs, prints a markdown section
+    python bench/storage_insert.py --update-docs      # also writes it into docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from driftline.storage import PREDICTIONS, open_store, to_arrow_batch
+
+SECTION = "## Storage — chDB insert throughput"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_columns(n: int, run: int, rng: np.random.Generator, prefix: str = "run") -> dict:
+    numeric = [f"num_{i}" for i in range(10)]
+    categorical = [f"cat_{i}" for i in range(3)]
+    levels = np.array([f"level_{i}" for i in range(10)], dtype=object)
+    values = rng.normal(size=(n, len(numeric)))
+    values[rng.random(values.shape) < 0.02] = np.nan  # 2 % missing features -> absent keys
+    score = rng.random(n)
+    ids = np.char.add(f"{prefix}{run}-", np.arange(n).astype(str)).astype(object)
+    start = int(time.time() * 1000) - 3_600_000
+    return {
+        "event_id": ids,
+        "model": ["credit"] * n,
+        "version": ["v1"] * n,
+        "ts": start + np.arange(n, dtype=np.int64) * 3,
+        "role": ["champion"] * n,
+        "features.keys": numeric,
+        "features.values": values,
+        "cat_features.keys": categorical,
+        "cat_features.values": levels[rng.integers(0, len(levels), size=(n, len(categorical)))],
+        "prediction": np.where(score > 0.5, "1", "0").astype(object),
+        "score": score,
+        "probabilities.keys": ["0", "1"],
+        "probabilities.values": np.column_stack([1 - score, score]),
+        "action": np.where(score > 0.5, "decline", "approve").astype(object),
+        "host": ["scorer-1"] * n,
+        "latency_ms": rng.gamma(2.0, 3.0, n),
+        "entity_id": ids,
+        "schema_version": np.ones(n, dtype=np.uint16),
+    }
+
+
+def run(rows: int, repeats: int) -> dict:
+    rng = np.random.default_rng(7)
+    total, engine, convert, narrow = [], [], [], []
+    maps = ("features", "cat_features", "probabilities")
+    with tempfile.TemporaryDirectory() as d, open_store(d) as store:
+        for r in range(repeats):
+            columns = make_columns(rows, 2 * r, rng)
+            t0 = time.perf_counter()
+            store.insert(PREDICTIONS, columns)
+            total.append(time.perf_counter() - t0)
+            columns = make_columns(rows, 2 * r + 1, rng)
+            t0 = time.perf_counter()
+            batch = to_arrow_batch(PREDICTIONS, columns)
+            t1 = time.perf_counter()
+            store.insert_arrow(PREDICTIONS, batch)
+            engine.append(time.perf_counter() - t1)
+            convert.append(t1 - t0)
+            batch = to_arrow_batch(PREDICTIONS, make_columns(rows, 2 * r + 1, rng, prefix="narrow")).drop_columns(list(maps))
+            t0 = time.perf_counter()
+            store.insert_arrow(PREDICTIONS, batch)
+            narrow.append(time.perf_counter() - t0)
+        stored = store.query("SELECT count() AS n FROM driftline.predictions FINAL").column("n")[0].as_py()
+    assert stored == 3 * rows * repeats, stored
+    return {
+        "rows": rows,
+        "repeats": repeats,
+        "batch_mb": batch.nbytes / 1e6,
+        "total_s": statistics.median(total),
+        "engine_s": statistics.median(engine),
+        "convert_s": statistics.median(convert),
+        "narrow_s": statistics.median(narrow),
+    }
+
+
+def markdown(res: dict, argv: list[str]) -> str:
+    import chdb
+
+    rows = res["rows"]
+    cmd = " ".join(["python bench/storage_insert.py", *(a for a in argv if a != "--update-docs")])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"""{SECTION}
+
+Command: `{cmd}`
+
+One `Store.insert` of {rows:,} predictions rows (10 numeric features with 2 % missing, 3
+categorical, score, two class probabilities, action, host, latency, entity id; Arrow batch
+{res['batch_mb']:.0f} MB) into the `predictions` table (`ReplacingMergeTree`, partitioned by day,
+sorted by `(model, version, event_id)`), median of {res['repeats']} runs with fresh event ids.
+Map columns are passed in the dense form (`features.keys` + a 2-D `features.values` array);
+string columns as Python lists or object arrays. Inserts run with `optimize_on_insert = 0`
+(deduplication is left to merges and to `FINAL` on read).
+
+| step | median time | rows/s |
+| --- | ---: | ---: |
+| `Store.insert` (columns -> Arrow -> chDB) | {res['total_s']:.2f} s | {rows / res['total_s']:,.0f} |
+| columns -> Arrow batch (`to_arrow_batch`) | {res['convert_s']:.2f} s | {rows / res['convert_s']:,.0f} |
+| engine only (`Store.insert_arrow`: `INSERT ... SELECT ... FROM Python(batch)`) | {res['engine_s']:.2f} s | {rows / res['engine_s']:,.0f} |
+| engine only, same rows without the 3 map columns | {res['narrow_s']:.2f} s | {rows / res['narrow_s']:,.0f} |
+
+chDB {chdb.__version__} (ClickHouse {chdb.engine_version}), Python {platform.python_version()},
+{os.cpu_count()} cores shared with other work (1-minute load average {load:.1f} at the end of the
+run). Rows carry 15 map entries each; ClickHouse's cost is dominated by sorting the block by the
+key and writing the map columns, so narrower rows insert faster.
+"""
+
+
+def update_docs(section: str) -> Path:
+    path = ROOT / "docs" / "benchmarks.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if not text.strip():
+        text = "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text).rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--update-docs", action="store_true", help="write the section into docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.repeats < 1:
+        parser.error(f"--rows and --repeats must be >= 1, got {args.rows} and {args.repeats}")
+    section = markdown(run(args.rows, args.repeats), argv)
+    print(section)
+    if args.update_docs:
+        print(f"wrote {update_docs(section)}")
+
+
+if __name__ == "__main__":
+    main()
