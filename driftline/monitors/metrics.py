@@ -524,15 +524,22 @@ class BinaryAccumulator:
         return scores.copy(), labels.copy()
 
     def roc_auc(self) -> float:
+        # Windows are re-emitted on every late label: the AUC is cached until the rows change.
+        cached = getattr(self, "_auc_cache", None)
+        if cached is not None and cached[0] == self.n_scored:
+            return cached[1]
         scores, labels = self._reservoir.sample()
         n_pos = int(labels.sum())
         if n_pos == 0 or n_pos == len(labels):
-            return math.nan
-        positive = labels.astype(bool)
-        # Mann-Whitney U / (n1 n0) equals sklearn's roc_auc_score and is ~10x faster on 20k rows.
-        u = stats.mannwhitneyu(scores[positive], scores[~positive], method="asymptotic",
-                               use_continuity=False).statistic
-        return float(u) / (n_pos * (len(labels) - n_pos))
+            auc = math.nan
+        else:
+            # Mann-Whitney U / (n1 n0) from mid-ranks equals sklearn's roc_auc_score and avoids
+            # building the ROC curve.
+            ranks = stats.rankdata(scores)
+            u = float(ranks[labels.astype(bool)].sum()) - n_pos * (n_pos + 1) / 2.0
+            auc = u / (n_pos * (len(labels) - n_pos))
+        self._auc_cache = (self.n_scored, auc)
+        return auc
 
     def metrics(self) -> dict[str, float]:
         """Metrics of the window; undefined ones are NaN."""
