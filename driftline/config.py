@@ -37,7 +37,7 @@ import yaml
 NUMERIC_TESTS = ("ks", "psi", "wasserstein", "js")
 CATEGORICAL_TESTS = ("chi2", "psi", "js")
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier")
-MULTICLASS_METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "brier")
+MULTICLASS_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "log_loss", "brier")
 REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
 

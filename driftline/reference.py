@@ -27,10 +27,14 @@ def categorical_values(values: Any) -> np.ndarray:
     """Category values as strings (``None`` and NaN stay missing), the form accumulators take."""
     out = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
-        if value is None or (isinstance(value, float) and value != value):
+        if type(value) is str:
+            out[i] = value
+        elif value is None:
             out[i] = None
-        elif isinstance(value, bool):
+        elif isinstance(value, (bool, np.bool_)):
             out[i] = "true" if value else "false"
+        elif isinstance(value, (float, np.floating)):
+            out[i] = None if value != value else (str(int(value)) if float(value).is_integer() else str(value))
         else:
             out[i] = str(value)
     return out
@@ -83,14 +87,15 @@ def _read(spec: ModelSpec) -> pd.DataFrame:
         raise SpecError(path, "reference.path", f"cannot read {spec.reference.format}: {error}") from None
 
 
-def fit_profile(kind: str, values: Any, spec: ModelSpec) -> Profile:
+def fit_profile(name: str, kind: str, values: Any, spec: ModelSpec) -> Profile:
     if kind == "numeric":
         return NumericProfile.fit(
             np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float),
             n_bins=spec.drift.bins,
             reservoir_size=spec.drift.reservoir_size,
+            name=name,
         )
-    return CategoricalProfile.fit(categorical_values(values))
+    return CategoricalProfile.fit(categorical_values(values), name=name)
 
 
 def prediction_kinds(spec: ModelSpec, has_score: bool) -> dict[str, str]:
@@ -113,17 +118,18 @@ def load_reference(spec: ModelSpec, frame: pd.DataFrame | None = None) -> ModelR
         raise SpecError(where, "reference", f"columns {missing} are missing from the reference data")
     if len(data) < 2:
         raise SpecError(where, "reference", f"expected at least 2 rows, got {len(data)}")
-    profiles = {f.name: fit_profile(f.kind, data[f.name].to_numpy(), spec) for f in spec.features}
+    profiles = {f.name: fit_profile(f.name, f.kind, data[f.name].to_numpy(), spec) for f in spec.features}
     score_col = spec.reference.score_column
     has_score = bool(score_col) and score_col in data.columns
     columns = {"prediction": spec.reference.prediction_column, "score": score_col}
     prediction_profiles = {
-        name: fit_profile(kind, data[columns[name]].to_numpy(), spec)
+        name: fit_profile(name, kind, data[columns[name]].to_numpy(), spec)
         for name, kind in prediction_kinds(spec, has_score).items()
+        if spec.drift.prediction
     }
     label_kind = "numeric" if spec.task == "regression" else "categorical"
     labels = data[spec.reference.label_column]
-    label_profile = fit_profile(label_kind, labels.to_numpy(), spec) if spec.drift.label else None
+    label_profile = fit_profile("label", label_kind, labels.to_numpy(), spec) if spec.drift.label else None
     baseline = new_metric_accumulator(spec)
     scores = data[score_col].tolist() if has_score else [None] * len(data)
     update_metric_accumulator(spec, baseline, labels.tolist(), data[spec.reference.prediction_column].tolist(), scores)

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from driftline.config import LOWER_IS_BETTER, ModelSpec
+from driftline.config import BINARY_METRICS, LOWER_IS_BETTER, MULTICLASS_METRICS, REGRESSION_METRICS, ModelSpec
 from driftline.events import Prediction
 from driftline.monitors import benjamini_hochberg, compare_many
-from driftline.monitors.baseline import worse_than_baseline
+from driftline.monitors.baseline import supported_metrics, worse_than_baseline
 from driftline.monitors.business import business_value
 from driftline.monitors.fairness import FairnessAccumulator
 from driftline.reference import (
@@ -276,7 +276,10 @@ class PerformanceProcessor:
         window = self.state.get(key)
         if window is None:
             ref = self.references[model]
-            fairness = FairnessAccumulator() if ref.spec.protected_attribute and ref.spec.task == "binary" else None
+            fairness = (
+                FairnessAccumulator(positive_label=ref.spec.positive_label)
+                if ref.spec.protected_attribute and ref.spec.task == "binary" else None
+            )
             labels = ref.label_profile.new_accumulator() if ref.label_profile is not None else None
             window = PerformanceWindow(model, version, start, {}, labels, fairness)
         return window
@@ -332,11 +335,10 @@ class PerformanceProcessor:
                 labels = [r.label for r in batch]
                 window.labels.update(np.array(labels, dtype=float) if spec.task == "regression" else categorical_values(labels))
             if window.fairness is not None:
-                positive = spec.positive_label
                 window.fairness.update(
                     categorical_values([r.segment_values[n_seg] for r in batch]),
-                    np.array([r.label == positive for r in batch]),
-                    np.array([r.prediction == positive for r in batch]),
+                    np.array([r.label for r in batch]),
+                    np.array([r.prediction for r in batch]),
                 )
             window.n_labeled += len(batch)
             window.dirty = True
@@ -383,10 +385,12 @@ class PerformanceProcessor:
             coverage = acc.n / segment.n_predictions if segment.n_predictions else math.nan
             named = {k: v for k, v in values.items() if k in _REPORTED}
             if spec.cost_matrix is not None and acc.n:
-                named["business_value"] = business_value(acc.confusion, _costs(spec))
+                value = business_value(acc, _costs(spec))
+                named["business_value"] = value.total
+                named["business_value_per_prediction"] = value.per_prediction
             for metric, value in named.items():
                 test = None
-                if metric in _BASELINE_TESTED and acc.n:
+                if metric in supported_metrics(type(acc)) and acc.n:
                     test = worse_than_baseline(metric, acc, ref.baseline)
                 limit = thresholds.get(metric)
                 threshold = None if limit is None else (limit.min if limit.min is not None else limit.max)
@@ -419,7 +423,7 @@ class PerformanceProcessor:
                                             f"{metric}={value:.3f} {why} (n={acc.n}, coverage={coverage:.0%})"))
         if window.fairness is not None and window.fairness.n:
             report = window.fairness.result()
-            for metric, value in (("disparate_impact", report.disparate_impact), ("equal_opportunity_diff", report.equal_opportunity_difference)):
+            for metric, value in (("disparate_impact", report.min_disparate_impact), ("equal_opportunity_diff", report.equal_opportunity_difference)):
                 all_segment = window.segments.get(ALL)
                 rows.append({
                     "model": window.model, "version": window.version, "segment": f"{spec.protected_attribute}=*",
@@ -439,11 +443,7 @@ class PerformanceProcessor:
         return rows, target_rows, findings
 
 
-_REPORTED = frozenset({
-    "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier",
-    "mae", "rmse", "mape", "r2",
-})
-_BASELINE_TESTED = frozenset({"accuracy", "precision", "recall", "roc_auc", "log_loss", "brier", "mae", "rmse"})
+_REPORTED = frozenset(BINARY_METRICS + MULTICLASS_METRICS + REGRESSION_METRICS)
 
 
 def _costs(spec: ModelSpec) -> dict[str, float]:
