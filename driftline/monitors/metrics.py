@@ -147,7 +147,7 @@ class Moments:
             return cls()
         mean = float(np.add.reduce(x)) / x.size
         d = x - mean
-        return cls(x.size, mean, float(np.dot(d, d)))
+        return cls(x.size, mean, float((d * d).sum()))
 
     def update(self, values: Any) -> Moments:
         """Add a batch of values in place."""
