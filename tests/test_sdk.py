@@ -1,0 +1,467 @@
+"""The producer SDK: validation, non-blocking logging, failure reporting, and the real broker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from driftline.events import EventDecoder, InvalidEvent
+from driftline.scorers.sdk import DriftlineProducer, new_event_id
+
+UNREACHABLE = "127.0.0.1:1"
+FEATURES = {"age": 41, "income": 52000.5, "region": "north", "has_mortgage": True, "missing": None}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+class Errors:
+    """Collects ``on_error`` calls from the background threads."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[BaseException, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, error: BaseException, event_id: str) -> None:
+        with self.lock:
+            self.calls.append((error, event_id))
+
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [event_id for _, event_id in self.calls]
+
+
+@pytest.fixture
+def offline() -> Iterator[DriftlineProducer]:
+    """A producer whose broker never answers; its connection attempts give up after 0.2 s."""
+    producer = DriftlineProducer(UNREACHABLE, bootstrap_timeout_ms=200, max_block_ms=200)
+    yield producer
+    producer.close(timeout=0)
+
+
+def prediction(**overrides: object) -> dict[str, object]:
+    event: dict[str, object] = {"model": "credit", "version": "v3", "features": dict(FEATURES), "prediction": 1}
+    event.update(overrides)
+    return event
+
+
+# --- constructor validation ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bootstrap_servers": ""}, "bootstrap_servers must be"),
+        ({"bootstrap_servers": []}, "bootstrap_servers must be"),
+        ({"bootstrap_servers": 9092}, "bootstrap_servers must be"),
+        ({"predictions_topic": "bad topic"}, "predictions_topic must be a Kafka topic name"),
+        ({"ground_truth_topic": ""}, "ground_truth_topic must be a Kafka topic name"),
+        ({"acks": "some"}, "acks must be one of 'all', -1, 0, 1, got 'some'"),
+        ({"acks": True}, "acks must be one of"),
+        ({"compression_type": "brotli"}, "compression_type must be one of"),
+        ({"linger_ms": -1}, "linger_ms must be an int >= 0, got -1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"max_queue": 0}, "max_queue must be an int >= 1, got 0"),
+        ({"max_queue": 1.5}, "max_queue must be an int >= 1, got 1.5"),
+        ({"security_protocol": "TLS"}, "security_protocol must be one of"),
+        ({"security_protocol": "SASL_SSL"}, "sasl_mechanism must be one of"),
+        ({"sasl_mechanism": "PLAIN"}, "sasl_mechanism needs security_protocol"),
+        (
+            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_plain_password": "pw"},
+            "sasl_plain_username must be a non-empty str",
+        ),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "app"},
+            "sasl_plain_password must be a non-empty str with sasl_mechanism='SCRAM-SHA-512', got None",
+        ),
+        ({"ssl_cafile": "/nonexistent/ca.pem"}, "ssl_cafile must be the path of a readable file"),
+        ({"block_on_full": 1}, "block_on_full must be a bool, got 1"),
+        ({"on_error": "print"}, "on_error must be a callable or None"),
+        ({"on_delivery": 3}, "on_delivery must be a callable or None"),
+        ({"not_an_option": 1}, "kafka.KafkaProducer does not know: not_an_option"),
+        ({"value_serializer": str.encode}, "kafka_config must not set value_serializer"),
+        ({"max_block_ms": -5}, "max_block_ms must be an int >= 0, got -5"),
+    ],
+)
+def test_constructor_names_the_bad_parameter(kwargs: dict[str, object], message: str) -> None:
+    options = {"bootstrap_servers": UNREACHABLE, **kwargs}
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        DriftlineProducer(**options)  # type: ignore[arg-type]
+
+
+def test_mutual_tls_needs_both_files(tmp_path) -> None:
+    cert = tmp_path / "client.pem"
+    cert.write_text("x")
+    with pytest.raises(ValueError, match="ssl_certfile and ssl_keyfile must be given together"):
+        DriftlineProducer(UNREACHABLE, ssl_certfile=str(cert))
+
+
+def test_password_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "s3cret-Pa55word"
+    caplog.set_level(logging.DEBUG)
+    producer = DriftlineProducer(
+        UNREACHABLE,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_plain_username="scorer",
+        sasl_plain_password=secret,
+        bootstrap_timeout_ms=200,
+    )
+    producer.log_prediction(**prediction())
+    producer.close(timeout=5)
+    assert producer.stats()["failed"] == 1
+    assert secret not in repr(producer)
+    assert secret not in caplog.text
+    with pytest.raises(ValueError) as error:
+        DriftlineProducer(UNREACHABLE, security_protocol="SASL_SSL", sasl_mechanism="PLAIN",
+                          sasl_plain_username="", sasl_plain_password=secret)
+    assert secret not in str(error.value)
+
+
+# --- event validation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"features": {"age": float("nan")}}, r"features\['age'\] must be a finite number or None, got nan"),
+        ({"features": {"x": np.float32("inf")}}, r"features\['x'\] must be a finite number"),
+        ({"features": {"x": -np.inf}}, r"features\['x'\] must be a finite number"),
+        ({"score": float("nan")}, "score must be a finite number or None, got nan"),
+        ({"probabilities": {"0": 0.5, "1": float("nan")}}, r"probabilities\['1'\] must be a finite number"),
+        ({"explanation": {"age": float("inf")}}, r"explanation\['age'\] must be a finite number"),
+        ({"latency_ms": float("nan")}, "latency_ms must be a finite number"),
+        ({"prediction": float("nan")}, "prediction must be a finite number"),
+    ],
+)
+def test_non_finite_numbers_are_refused(offline: DriftlineProducer, overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        offline.log_prediction(**prediction(**overrides))
+    assert offline.stats()["queued"] == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"model": None}, "model"),
+        ({"model": ""}, "model"),
+        ({"version": None}, "version"),
+        ({"features": None}, "features"),
+        ({"model": 7}, "model"),
+        ({"version": 3}, "version"),
+        ({"features": [1, 2]}, "features"),
+        ({"features": {1: 2.0}}, "features"),
+        ({"features": {"age": [41]}}, "features.age"),
+        ({"features": {"age": object()}}, r"features\['age'\]"),
+        ({"prediction": None}, "prediction"),
+        ({"prediction": [1]}, "prediction"),
+        ({"score": "high"}, "score"),
+        ({"probabilities": [0.2, 0.8]}, "probabilities"),
+        ({"explanation": {"age": "big"}}, "explanation.age"),
+        ({"role": 1}, "role"),
+        ({"latency_ms": "3ms"}, "latency_ms"),
+        ({"entity_id": 5}, "entity_id"),
+        ({"event_id": 123}, "event_id"),
+        ({"event_id": ""}, "event_id"),
+        ({"event_id": "x" * 300}, "event_id"),
+        ({"ts": "2026-01-05"}, "ts"),
+        ({"ts": 1.5e12}, "ts"),
+        ({"ts": 5}, "ts"),
+        ({"ts": int(time.time() * 1000) + 3_600_000}, "ts"),
+    ],
+)
+def test_wrong_or_missing_prediction_fields_name_the_field(
+    offline: DriftlineProducer, overrides: dict, field: str
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        offline.log_prediction(**prediction(**overrides))
+    assert offline.stats()["queued"] == 0
+
+
+def test_contract_errors_carry_the_structured_rejection(offline: DriftlineProducer) -> None:
+    with pytest.raises(InvalidEvent) as error:
+        offline.log_prediction(**prediction(features={"age": {"nested": 1}}))
+    assert error.value.rejection.code == "wrong_type"
+    assert error.value.rejection.field == "features.age"
+
+
+def test_an_omitted_required_argument_is_a_type_error(offline: DriftlineProducer) -> None:
+    event = prediction()
+    del event["model"]
+    with pytest.raises(TypeError, match="model"):
+        offline.log_prediction(**event)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"event_id": None}, "event_id"),
+        ({"model": ""}, "model"),
+        ({"label": float("nan")}, "label must be a finite number"),
+        ({"label": None}, "label"),
+        ({"label": {"a": 1}}, "label"),
+        ({"source": 3}, "source"),
+        ({"ts": "yesterday"}, "ts"),
+    ],
+)
+def test_wrong_or_missing_ground_truth_fields_name_the_field(
+    offline: DriftlineProducer, overrides: dict, field: str
+) -> None:
+    event = {"event_id": "e-1", "model": "credit", "label": 1, **overrides}
+    with pytest.raises(ValueError, match=field):
+        offline.log_ground_truth(**event)
+    assert offline.stats()["queued"] == 0
+
+
+def test_valid_events_are_accepted_with_defaults_and_numpy_scalars(offline: DriftlineProducer) -> None:
+    event_id = offline.log_prediction(
+        model="credit",
+        version="v3",
+        features={"age": np.int64(41), "income": np.float64(5.2e4), "ratio": np.float32(0.25), "gone": None},
+        prediction=np.int64(1),
+        score=np.float32(0.75),
+        probabilities={"0": 0.25, "1": 0.75},
+        explanation={"age": -0.1},
+        latency_ms=2.5,
+        action="approve",
+        role="challenger",
+        entity_id="cust-1",
+    )
+    assert uuid.UUID(event_id).version == 4
+    assert offline.log_prediction(**prediction(event_id="app-7")) == "app-7"
+    assert offline.log_ground_truth(event_id=event_id, model="credit", label=0, source="chargeback") == event_id
+    assert len({new_event_id() for _ in range(1000)}) == 1000
+
+
+def test_encoded_event_round_trips_the_contract() -> None:
+    producer = DriftlineProducer(UNREACHABLE, bootstrap_timeout_ms=3_000, max_queue=10)
+    try:
+        event_id = producer.log_prediction(**prediction(score=0.5, ts=1767571200000, host="scorer-2"))
+        producer.log_ground_truth(event_id=event_id, model="credit", label=0, ts=1767571300000)
+        (topic_p, id_p, data_p), (topic_g, id_g, data_g) = list(producer._queue)
+    finally:
+        producer.close(timeout=0)
+    decoder = EventDecoder()
+    pred = decoder.decode_prediction(data_p)
+    truth = decoder.decode_ground_truth(data_g)
+    assert (topic_p, topic_g) == ("driftline.predictions", "driftline.ground_truth")
+    assert id_p == id_g == pred.event_id == truth.event_id == event_id
+    assert (pred.model, pred.version, pred.ts, pred.score, pred.host) == ("credit", "v3", 1767571200000, 0.5, "scorer-2")
+    assert pred.features == FEATURES
+    assert (truth.label, truth.ts) == (0, 1767571300000)
+
+
+# --- never blocking, failures surfaced -----------------------------------------------------
+
+
+def test_logging_returns_fast_and_failures_surface_later() -> None:
+    errors = Errors()
+    producer = DriftlineProducer(UNREACHABLE, bootstrap_timeout_ms=300, max_block_ms=300, on_error=errors)
+    try:
+        durations, ids = [], []
+        for _ in range(200):
+            start = time.perf_counter()
+            ids.append(producer.log_prediction(**prediction()))
+            durations.append(time.perf_counter() - start)
+        # The connection attempt takes 300 ms; no single call may wait for it.
+        assert max(durations) < 0.1, max(durations)
+        assert wait_until(lambda: producer.stats()["failed"] == 200)
+        assert sorted(errors.ids()) == sorted(ids)
+        assert all("bootstrap" in str(error).lower() for error, _ in errors.calls)
+        assert producer.stats() == {"sent": 0, "delivered": 0, "failed": 200, "dropped": 0, "queued": 0}
+    finally:
+        producer.close(timeout=5)
+
+
+def test_full_queue_drops_and_counts() -> None:
+    errors = Errors()
+    producer = DriftlineProducer(UNREACHABLE, bootstrap_timeout_ms=3_000, max_queue=5, on_error=errors)
+    ids = [producer.log_prediction(**prediction()) for _ in range(8)]
+    assert producer.stats()["dropped"] == 3
+    assert errors.ids() == ids[5:]
+    assert all(isinstance(error, BufferError) for error, _ in errors.calls)
+    start = time.monotonic()
+    producer.close(timeout=0.2)
+    assert time.monotonic() - start < 2
+    stats = producer.stats()
+    assert (stats["failed"], stats["dropped"], stats["queued"], stats["delivered"]) == (5, 3, 0, 0)
+    assert sorted(errors.ids()) == sorted(ids)
+
+
+def test_full_queue_blocks_then_raises_when_asked() -> None:
+    producer = DriftlineProducer(
+        UNREACHABLE, bootstrap_timeout_ms=3_000, max_block_ms=100, max_queue=2, block_on_full=True
+    )
+    try:
+        producer.log_prediction(**prediction())
+        producer.log_prediction(**prediction())
+        start = time.monotonic()
+        with pytest.raises(BufferError, match="queue full"):
+            producer.log_prediction(**prediction())
+        assert 0.09 <= time.monotonic() - start < 2
+        assert producer.stats()["dropped"] == 1
+    finally:
+        producer.close(timeout=0)
+
+
+def test_flush_times_out_and_close_fails_what_is_left() -> None:
+    errors = Errors()
+    producer = DriftlineProducer(UNREACHABLE, bootstrap_timeout_ms=3_000, on_error=errors)
+    event_id = producer.log_prediction(**prediction())
+    with pytest.raises(TimeoutError, match="1 events still queued"):
+        producer.flush(timeout=0.1)
+    with pytest.raises(ValueError, match="timeout must be a number >= 0"):
+        producer.flush(timeout=-1)
+    producer.close(timeout=0)
+    assert errors.ids() == [event_id]
+    assert "closed" in str(errors.calls[0][0])
+    with pytest.raises(RuntimeError, match="closed"):
+        producer.log_prediction(**prediction())
+    producer.close()
+
+
+def test_a_raising_callback_does_not_stop_the_producer() -> None:
+    calls = []
+
+    def on_error(error: BaseException, event_id: str) -> None:
+        calls.append(event_id)
+        raise RuntimeError("callback bug")
+
+    with DriftlineProducer(UNREACHABLE, bootstrap_timeout_ms=200, on_error=on_error) as producer:
+        producer.log_prediction(**prediction())
+        assert wait_until(lambda: len(calls) == 1)
+        producer.log_prediction(**prediction())
+        assert wait_until(lambda: len(calls) == 2)
+    assert producer.stats()["failed"] == 2
+
+
+def test_a_metadata_timeout_fails_the_rest_of_the_batch_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kafka.errors import KafkaTimeoutError
+
+    from driftline.scorers import sdk
+
+    release, sends = threading.Event(), []
+
+    class MetadataNeverArrives:
+        """Stands in for KafkaProducer whose send() gives up waiting for a topic's metadata."""
+
+        DEFAULT_CONFIG = sdk.KafkaProducer.DEFAULT_CONFIG
+
+        def __init__(self, **config: object) -> None:
+            release.wait(10)
+
+        def send(self, topic: str, value: bytes, key: bytes) -> None:
+            sends.append(key)
+            time.sleep(0.05)
+            raise KafkaTimeoutError(f"Failed to update metadata after 0.05 secs for {topic}")
+
+        def flush(self, timeout: float | None = None) -> None:
+            pass
+
+        def close(self, timeout: float | None = None) -> None:
+            pass
+
+    monkeypatch.setattr(sdk, "KafkaProducer", MetadataNeverArrives)
+    errors = Errors()
+    with DriftlineProducer(UNREACHABLE, on_error=errors) as producer:
+        ids = [producer.log_prediction(**prediction()) for _ in range(50)]
+        ids.append(producer.log_ground_truth(event_id=ids[0], model="credit", label=1))
+        release.set()
+        producer.flush(timeout=10)
+    assert len(sends) == 2  # one wait per topic in the batch, not one per event
+    assert sorted(errors.ids()) == sorted(ids)
+    assert all(isinstance(error, KafkaTimeoutError) for error, _ in errors.calls)
+    assert producer.stats() == {"sent": 0, "delivered": 0, "failed": 51, "dropped": 0, "queued": 0}
+
+
+# --- the real broker -----------------------------------------------------------------------
+
+
+def consume(bootstrap: str, topics: list[str], expected: int, timeout: float = 40.0) -> list:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        check_crcs=False,
+    )
+    records = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+@pytest.mark.kafka
+def test_ten_thousand_events_reach_the_broker_exactly_once(kafka_bootstrap: str) -> None:
+    run = uuid.uuid4().hex[:12]
+    topics = (f"sdk-test-{run}.predictions", f"sdk-test-{run}.ground_truth")
+    errors, delivered = Errors(), []
+    producer = DriftlineProducer(
+        kafka_bootstrap,
+        predictions_topic=topics[0],
+        ground_truth_topic=topics[1],
+        on_error=errors,
+        on_delivery=lambda metadata, event_id: delivered.append((metadata.topic, event_id)),
+    )
+    with producer:
+        ids = [
+            producer.log_prediction(
+                model="credit",
+                version="v3",
+                features={f"f{i}": float(n + i) for i in range(20)},
+                prediction=n % 2,
+                score=(n % 100) / 100,
+            )
+            for n in range(10_000)
+        ]
+        for n, event_id in enumerate(ids):
+            producer.log_ground_truth(event_id=event_id, model="credit", label=(n // 2) % 2, source="audit")
+        producer.flush(timeout=120)
+        stats = producer.stats()
+    assert errors.calls == []
+    assert stats == {"sent": 20_000, "delivered": 20_000, "failed": 0, "dropped": 0, "queued": 0}
+    assert len(delivered) == 20_000
+
+    records = consume(kafka_bootstrap, list(topics), 20_000)
+    assert len(records) == 20_000
+    decoder = EventDecoder()
+    by_topic: dict[str, list[str]] = {topics[0]: [], topics[1]: []}
+    for record in records:
+        decode = decoder.decode_prediction if record.topic == topics[0] else decoder.decode_ground_truth
+        event = decode(record.value)
+        assert record.key == event.event_id.encode()
+        by_topic[record.topic].append(event.event_id)
+    assert sorted(by_topic[topics[0]]) == sorted(ids)
+    assert sorted(by_topic[topics[1]]) == sorted(ids)
+
+
+@pytest.mark.kafka
+def test_compressed_events_arrive(kafka_bootstrap: str) -> None:
+    topic = f"sdk-test-{uuid.uuid4().hex[:12]}.gzip"
+    with DriftlineProducer(kafka_bootstrap, predictions_topic=topic, compression_type="gzip", acks=1) as producer:
+        ids = [producer.log_prediction(**prediction()) for _ in range(200)]
+        producer.flush(timeout=60)
+        assert producer.stats()["delivered"] == 200
+    records = consume(kafka_bootstrap, [topic], 200)
+    assert sorted(r.key.decode() for r in records) == sorted(ids)
+
