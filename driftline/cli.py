@@ -19,7 +19,6 @@ from driftline.reference import load_reference
 from driftline.storage import StoreError, format_result, open_store
 from driftline.streams.embedded import EmbeddedRunner, RunSummary
 from driftline.streams.pipeline import Message, Output
-from driftline.streams.processors import Finding
 from driftline.streams.sources import merged
 
 DEFAULT_DATA_DIR = "driftline-data"
@@ -41,12 +40,84 @@ def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def _print_finding(console: Console, finding: Finding) -> None:
-    colour = "yellow" if finding.kind == "drift" else "red"
-    console.print(
-        f"[bold]{_day(finding.window_start)}[/] {finding.model}/{finding.version} "
-        f"[{colour}]{finding.kind}[/]: {finding.message}"
-    )
+_SHOWN_METRICS = ("roc_auc", "accuracy", "recall", "log_loss", "business_value_per_prediction")
+
+
+class Reporter:
+    """Prints what a person watching the stream should hear, from the rows the pipeline emits.
+
+    Drift: one line per window when it closes. Performance: one line per window once half of
+    its predictions are labeled (labels keep arriving; the stored rows keep being updated), or
+    at the end of the stream for windows that never got there.
+    """
+
+    def __init__(self, console: Console, coverage: float = 0.5):
+        self.console = console
+        self.coverage = coverage
+        self._latest: dict[tuple[str, str, int], dict[str, dict]] = {}
+        self._reported: set[tuple[str, str, int]] = set()
+
+    def __call__(self, out: Output) -> None:
+        self._drift([r for r in out.drift_results if r["target"] != "label"])
+        for row in out.window_metrics:
+            if row["segment"] == "all":
+                key = (row["model"], row["version"], row["window_start"])
+                self._latest.setdefault(key, {})[row["metric"]] = row
+        for key in sorted(self._latest):
+            rows = self._latest[key]
+            if key not in self._reported and rows and next(iter(rows.values()))["label_coverage"] >= self.coverage:
+                self._performance(key)
+
+    def finish(self) -> None:
+        for key in sorted(set(self._latest) - self._reported):
+            self._performance(key)
+
+    def _prefix(self, model: str, version: str, start: int) -> str:
+        return f"[bold]{_day(start)}[/] {model}/{version}"
+
+    def _drift(self, rows: list[dict]) -> None:
+        windows: dict[tuple[str, str, int], list[dict]] = {}
+        for row in rows:
+            windows.setdefault((row["model"], row["version"], row["window_start"]), []).append(row)
+        for (model, version, start), window_rows in sorted(windows.items()):
+            drifted: dict[str, dict] = {}
+            for row in window_rows:
+                if row["drifted"] and (row["feature"] not in drifted or row["effect_size"] > drifted[row["feature"]]["effect_size"]):
+                    drifted[row["feature"]] = row
+            n = max(r["n_current"] for r in window_rows)
+            features = {r["feature"] for r in window_rows}
+            if not drifted:
+                self.console.print(f"{self._prefix(model, version, start)} [green]no drift[/] "
+                                   f"({len(window_rows)} tests on {len(features)} columns, n={n:,})")
+                continue
+            parts = []
+            ranked = sorted(drifted.items(), key=lambda kv: -kv[1]["effect_size"])
+            for feature, row in ranked[:5]:
+                p = "" if row["p_adjusted"] is None else f", p_adj={row['p_adjusted']:.0e}"
+                parts.append(f"{feature} ({row['test']} {row['effect_size']:.2f}{p})")
+            more = f" and {len(ranked) - 5} more" if len(ranked) > 5 else ""
+            self.console.print(f"{self._prefix(model, version, start)} [yellow]drift in {len(drifted)} of "
+                               f"{len(features)} columns[/]: {', '.join(parts)}{more} (n={n:,})")
+
+    def _performance(self, key: tuple[str, str, int]) -> None:
+        self._reported.add(key)
+        rows = self._latest[key]
+        first = next(iter(rows.values()))
+        parts, flags = [], []
+        for metric in _SHOWN_METRICS:
+            row = rows.get(metric)
+            if row is None:
+                continue
+            baseline = "" if row["baseline"] is None else f" (ref {row['baseline']:.3f})"
+            parts.append(f"{metric} {row['value']:.3f}{baseline}" if metric != "business_value_per_prediction"
+                         else f"value/prediction {row['value']:.1f}")
+        for metric, row in rows.items():
+            if row["breached"]:
+                p = "" if row["p_value"] is None else f", worse than reference p={row['p_value']:.0e}"
+                flags.append(f"{metric} {row['value']:.3f} breaches {row['threshold']}{p}")
+        status = f"[red]performance drop[/]: {'; '.join(flags)}" if flags else "[green]performance ok[/]"
+        self.console.print(f"{self._prefix(*key)} {status}  [dim]{', '.join(parts)}; "
+                           f"n={first['n']:,}, label coverage {first['label_coverage']:.0%}[/]")
 
 
 def _run(runner_args: dict, messages: Iterator[Message], total: int | None, console: Console) -> RunSummary:
@@ -59,14 +130,16 @@ def _run(runner_args: dict, messages: Iterator[Message], total: int | None, cons
         transient=True,
     ) as progress:
         task = progress.add_task("events", total=total)
+        reporter = Reporter(progress.console)
 
         def on_output(out: Output, consumed: int) -> None:
-            for finding in out.findings:
-                _print_finding(progress.console, finding)
+            reporter(out)
             progress.advance(task, consumed)
 
         runner = EmbeddedRunner(**runner_args, on_output=on_output)
-        return runner.run(messages)
+        summary = runner.run(messages)
+        reporter.finish()
+        return summary
 
 
 def _summary(console: Console, summary: RunSummary, seconds: float, data_dir: Path) -> None:
@@ -137,7 +210,7 @@ def demo(data_dir: Path, n_events: int, seed: int) -> None:
               help="Ground-truth events: JSON Lines or Parquet, in the order the truth became known.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DEFAULT_DATA_DIR),
               show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=5_000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=20_000, show_default=True)
 def replay(spec_paths: tuple[Path, ...], predictions: Path, ground_truth: Path | None, data_dir: Path,
            batch_size: int) -> None:
     """Process event files through the pipeline (backfills, checks, experiments)."""

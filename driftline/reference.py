@@ -23,20 +23,27 @@ Profile = NumericProfile | CategoricalProfile
 MetricAccumulator = BinaryAccumulator | MulticlassAccumulator | RegressionAccumulator
 
 
+def category(value: Any) -> str | None:
+    """A category value as the string accumulators count (``None`` and NaN are missing).
+
+    >>> category(True), category(3.0), category(7), category(float("nan"))
+    ('true', '3', '7', None)
+    """
+    if type(value) is str or value is None:
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        if value != value:
+            return None
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return str(value)
+
+
 def categorical_values(values: Any) -> np.ndarray:
-    """Category values as strings (``None`` and NaN stay missing), the form accumulators take."""
+    """:func:`category` of every value, as an object array."""
     out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        if type(value) is str:
-            out[i] = value
-        elif value is None:
-            out[i] = None
-        elif isinstance(value, (bool, np.bool_)):
-            out[i] = "true" if value else "false"
-        elif isinstance(value, (float, np.floating)):
-            out[i] = None if value != value else (str(int(value)) if float(value).is_integer() else str(value))
-        else:
-            out[i] = str(value)
+    out[:] = [v if type(v) is str or v is None else category(v) for v in values]
     return out
 
 

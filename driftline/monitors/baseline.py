@@ -32,7 +32,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from scipy import stats
+# scipy.special's ufuncs, not stats.norm / stats.t: the distribution objects cost ~100 us of
+# argument checking per call, and every window re-emission runs these tests per metric and segment.
+from scipy import special, stats
 
 from driftline.monitors.metrics import (
     BinaryAccumulator,
@@ -181,7 +183,7 @@ def _proportion_test(metric: str, x_c: int, n_c: int, x_b: int, n_b: int,
                             float(res.statistic), "fisher_exact", True)
     se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_b))
     z = delta / se
-    return BaselineTest(metric, value, base, delta, float(stats.norm.cdf(z)), n_c, n_b, z,
+    return BaselineTest(metric, value, base, delta, float(special.ndtr(z)), n_c, n_b, z,
                         "z_test", True)
 
 
@@ -200,7 +202,7 @@ def _welch_test(metric: str, cur: Moments, ref: Moments) -> BaselineTest:
                             False)
     t = diff / math.sqrt(a + b)
     df = (a + b) ** 2 / (a * a / (cur.n - 1) + b * b / (ref.n - 1))
-    return BaselineTest(metric, value, base, value - base, float(stats.t.sf(t, df)), cur.n,
+    return BaselineTest(metric, value, base, value - base, float(special.stdtr(df, -t)), cur.n,
                         ref.n, t, "welch_t", False)
 
 
@@ -218,7 +220,7 @@ def _auc_test(cur: BinaryAccumulator, ref: BinaryAccumulator) -> BaselineTest:
                             math.copysign(math.inf, delta) if delta else 0.0, "hanley_mcneil",
                             True)
     z = delta / se
-    return BaselineTest("roc_auc", value, base, delta, float(stats.norm.cdf(z)), n_c, n_b, z,
+    return BaselineTest("roc_auc", value, base, delta, float(special.ndtr(z)), n_c, n_b, z,
                         "hanley_mcneil", True)
 
 

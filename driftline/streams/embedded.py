@@ -8,13 +8,12 @@ rows through the same sink the Faust runtime uses.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 
 from driftline.reference import ModelReference
 from driftline.storage import Store
 from driftline.streams.pipeline import Message, Output, Pipeline
-from driftline.streams.processors import Finding
 from driftline.streams.sinks import StoreSink
 
 
@@ -29,7 +28,6 @@ class RunSummary:
     dead_letters: int = 0
     metric_rows: int = 0
     drift_rows: int = 0
-    findings: list[Finding] = field(default_factory=list)
 
     def add(self, out: Output) -> None:
         self.predictions += len(out.predictions)
@@ -38,7 +36,6 @@ class RunSummary:
         self.dead_letters += len(out.dead_letters)
         self.metric_rows += len(out.window_metrics)
         self.drift_rows += len(out.drift_results)
-        self.findings.extend(out.findings)
 
 
 def _batches(messages: Iterable[Message], size: int) -> Iterator[list[Message]]:
@@ -61,14 +58,15 @@ class EmbeddedRunner:
     now_ms
         Wall clock for the future-timestamp check; pass a fixed clock to replay history.
     on_output
-        Called with each batch's :class:`Output` after it is stored (progress, live findings).
+        Called with each batch's :class:`Output` and the number of messages it consumed, after
+        it is stored (progress, live reports).
     """
 
     def __init__(
         self,
         references: dict[str, ModelReference],
         store: Store | None = None,
-        batch_size: int = 5_000,
+        batch_size: int = 20_000,
         now_ms: Callable[[], int] | None = None,
         on_output: Callable[[Output, int], None] | None = None,
     ):

@@ -16,7 +16,7 @@ from driftline.config import ModelSpec
 from driftline.events import EventDecoder, GroundTruth, InvalidEvent, Limits, Prediction, Rejection, encode
 from driftline.reference import ModelReference
 from driftline.streams.join import Joiner, LabeledRow
-from driftline.streams.processors import DriftProcessor, Finding, PerformanceProcessor
+from driftline.streams.processors import DriftProcessor, PerformanceProcessor
 from driftline.streams.state import State
 
 PREDICTION = "prediction"
@@ -35,7 +35,7 @@ class Message:
 
 @dataclass
 class Output:
-    """What one batch produced, per destination table, plus human-readable findings."""
+    """What one batch produced, per destination table."""
 
     predictions: list[Prediction] = field(default_factory=list)
     ground_truth: list[GroundTruth] = field(default_factory=list)
@@ -43,7 +43,6 @@ class Output:
     window_metrics: list[dict[str, Any]] = field(default_factory=list)
     drift_results: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         for name in self.__dataclass_fields__:
@@ -167,13 +166,10 @@ class Pipeline:
         return out
 
     def _windows(self, out: Output, force: bool) -> None:
-        rows, findings = self.drift.close(force)
-        out.drift_results.extend(rows)
-        out.findings.extend(findings)
-        metrics, target_drift, findings = self.performance.emit(force)
+        out.drift_results.extend(self.drift.close(force))
+        metrics, target_drift = self.performance.emit(force)
         out.window_metrics.extend(metrics)
         out.drift_results.extend(target_drift)
-        out.findings.extend(findings)
 
     def _reject(self, out: Output, origins: dict[int, Message], event: Any, rejection: Rejection) -> None:
         message = origins[id(event)]

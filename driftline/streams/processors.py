@@ -18,13 +18,13 @@ O(features x bins) per window whatever the number of events.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
-from driftline.config import BINARY_METRICS, LOWER_IS_BETTER, MULTICLASS_METRICS, REGRESSION_METRICS, ModelSpec
+from driftline.config import BINARY_METRICS, MULTICLASS_METRICS, REGRESSION_METRICS, ModelSpec
 from driftline.events import Prediction
 from driftline.monitors import benjamini_hochberg, compare_many
 from driftline.monitors.baseline import supported_metrics, worse_than_baseline
@@ -34,6 +34,7 @@ from driftline.reference import (
     MetricAccumulator,
     ModelReference,
     categorical_values,
+    category,
     new_metric_accumulator,
     update_metric_accumulator,
 )
@@ -44,7 +45,8 @@ from driftline.streams.windows import is_closed, late_mask, window_starts
 ALL = "all"
 
 
-def _getter(names: list[str]) -> Any:
+def row_getter(names: list[str]) -> Any:
+    """A function returning the tuple of the named attributes (one C call per row)."""
     if not names:
         return lambda _: ()
     if len(names) == 1:
@@ -72,17 +74,6 @@ class DriftWindow:
     n: int = 0
 
 
-@dataclass
-class Finding:
-    """Something a person watching the stream should hear about."""
-
-    model: str
-    version: str
-    window_start: int
-    kind: str
-    message: str
-
-
 def _as_row_value(value: float | None) -> float | None:
     if value is None:
         return None
@@ -96,8 +87,8 @@ class DriftProcessor:
     def __init__(self, state: State, references: dict[str, ModelReference]):
         self.state = state
         self.references = references
-        self._numeric = {m: _getter(r.spec.numeric_features) for m, r in references.items()}
-        self._categorical = {m: _getter(r.spec.categorical_features) for m, r in references.items()}
+        self._numeric = {m: row_getter(r.spec.numeric_features) for m, r in references.items()}
+        self._categorical = {m: row_getter(r.spec.categorical_features) for m, r in references.items()}
 
     def watermark(self, model: str) -> int:
         return self.state.get(("watermark", model), 0)
@@ -147,10 +138,9 @@ class DriftProcessor:
         self.state[("watermark", model)] = max(watermark, int(ts.max()))
         return accepted, late_events
 
-    def close(self, force: bool = False) -> tuple[list[dict[str, Any]], list[Finding]]:
+    def close(self, force: bool = False) -> list[dict[str, Any]]:
         """Test every window the watermark has closed (all windows when ``force``)."""
         rows: list[dict[str, Any]] = []
-        findings: list[Finding] = []
         ready = []
         for key, window in list(self.state.items()):
             if key[0] != "drift":
@@ -159,21 +149,18 @@ class DriftProcessor:
             if force or is_closed(window.start, self.watermark(window.model), spec.window_ms, spec.allowed_lateness_ms):
                 ready.append((key, window))
         for key, window in sorted(ready, key=lambda kv: (kv[1].start, kv[1].model, kv[1].version)):
-            window_rows, window_findings = self._test(window)
-            rows.extend(window_rows)
-            findings.extend(window_findings)
+            rows.extend(self._test(window))
             del self.state[key]
-        return rows, findings
+        return rows
 
-    def _test(self, window: DriftWindow) -> tuple[list[dict[str, Any]], list[Finding]]:
+    def _test(self, window: DriftWindow) -> list[dict[str, Any]]:
         ref = self.references[window.model]
         spec = ref.spec
         tests = {"numeric": spec.drift.numeric_tests, "categorical": spec.drift.categorical_tests}
         profiles = {**ref.profiles, **ref.prediction_profiles}
         results = compare_many(profiles, window.accumulators, tests)
-        rows = drift_rows(spec, window.model, window.version, window.start, results,
+        return drift_rows(spec, window.model, window.version, window.start, results,
                           {name: "prediction" for name in ref.prediction_profiles}, revision=window.n)
-        return rows, drift_findings(window.model, window.version, window.start, rows)
 
 
 def drift_rows(
@@ -217,20 +204,6 @@ def drift_rows(
     return rows
 
 
-def drift_findings(model: str, version: str, start: int, rows: list[dict[str, Any]]) -> list[Finding]:
-    drifted: dict[str, list[str]] = {}
-    for row in rows:
-        if row["drifted"]:
-            p = "" if row["p_adjusted"] is None else f", p_adj={row['p_adjusted']:.1e}"
-            drifted.setdefault(f"{row['target']}:{row['feature']}", []).append(
-                f"{row['test']}={row['effect_size']:.3f}{p}"
-            )
-    return [
-        Finding(model, version, start, "drift", f"{name.split(':', 1)[1]} ({'; '.join(parts)})")
-        for name, parts in drifted.items()
-    ]
-
-
 @dataclass
 class Segment:
     n_predictions: int
@@ -248,15 +221,15 @@ class PerformanceWindow:
     labels: Any
     fairness: FairnessAccumulator | None
     n_labeled: int = 0
-    emitted: int = -1
     closed: bool = False
-    dirty: bool = field(default=False)
+    dirty: bool = False
 
 
 def segment_keys(spec: ModelSpec, values: tuple[Any, ...]) -> list[str]:
     keys = [ALL]
     for name, value in zip(spec.segments, values):
-        keys.append(f"{name}={'(missing)' if value is None else categorical_values([value])[0]}")
+        text = category(value)
+        keys.append(f"{name}={'(missing)' if text is None else text}")
     return keys
 
 
@@ -266,7 +239,7 @@ class PerformanceProcessor:
     def __init__(self, state: State, references: dict[str, ModelReference]):
         self.state = state
         self.references = references
-        self._segments = {m: _getter(r.spec.segments) for m, r in references.items()}
+        self._segments = {m: row_getter(r.spec.segments) for m, r in references.items()}
 
     def watermark(self, model: str) -> int:
         return self.state.get(("watermark", model), 0)
@@ -344,15 +317,14 @@ class PerformanceProcessor:
             window.dirty = True
             self.state[("perf", model, version, start)] = window
 
-    def emit(self, force: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Finding]]:
+    def emit(self, force: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Rows of closed windows that changed since their last emission.
 
-        Returns metric rows, target-drift rows and findings. Windows older than the label TTL
-        are dropped after their final emission.
+        Returns metric rows and target-drift rows. Windows older than the label TTL are dropped
+        after their final emission.
         """
         metric_rows: list[dict[str, Any]] = []
         drift_out: list[dict[str, Any]] = []
-        findings: list[Finding] = []
         for key, window in sorted(
             ((k, w) for k, w in self.state.items() if k[0] == "perf"), key=lambda kv: (kv[1].start, kv[1].model, kv[1].version)
         ):
@@ -360,23 +332,21 @@ class PerformanceProcessor:
             watermark = self.watermark(window.model)
             closed = force or is_closed(window.start, watermark, spec.window_ms, spec.allowed_lateness_ms)
             if closed and (not window.closed or window.dirty):
-                rows, target_rows, window_findings = self._emit(window)
+                rows, target_rows = self._emit(window)
                 metric_rows.extend(rows)
                 drift_out.extend(target_rows)
-                findings.extend(window_findings)
-                window.closed, window.dirty, window.emitted = True, False, window.n_labeled
+                window.closed, window.dirty = True, False
                 self.state[key] = window
             if not force and window.start + spec.window_ms + spec.label_ttl_ms <= watermark:
                 del self.state[key]
-        return metric_rows, drift_out, findings
+        return metric_rows, drift_out
 
-    def _emit(self, window: PerformanceWindow) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Finding]]:
+    def _emit(self, window: PerformanceWindow) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         ref = self.references[window.model]
         spec = ref.spec
         thresholds = {m.name: m for m in spec.metrics}
         end = window.start + spec.window_ms
         rows: list[dict[str, Any]] = []
-        findings: list[Finding] = []
         baseline_values = ref.baseline.metrics()
         for segment_key in sorted(window.segments):
             segment = window.segments[segment_key]
@@ -414,13 +384,6 @@ class PerformanceProcessor:
                     "breached": int(breached),
                     "revision": window.n_labeled,
                 })
-                if segment_key == ALL and (breached or (test is not None and test.p_value is not None and test.p_value < 0.01)):
-                    direction = "above" if metric in LOWER_IS_BETTER else "below"
-                    why = f"{direction} threshold {threshold}" if breached else f"worse than baseline {baseline_values.get(metric):.3f}"
-                    findings.append(Finding(window.model, window.version, window.start, "performance",
-                                            f"{metric}={value:.3f} {why} (p={test.p_value:.1e}, n={acc.n}, coverage={coverage:.0%})"
-                                            if test is not None and test.p_value is not None else
-                                            f"{metric}={value:.3f} {why} (n={acc.n}, coverage={coverage:.0%})"))
         if window.fairness is not None and window.fairness.n:
             report = window.fairness.result()
             for metric, value in (("disparate_impact", report.min_disparate_impact), ("equal_opportunity_diff", report.equal_opportunity_difference)):
@@ -440,7 +403,7 @@ class PerformanceProcessor:
             tests = {kind: spec.drift.numeric_tests if kind == "numeric" else spec.drift.categorical_tests}
             results = compare_many({"label": ref.label_profile}, {"label": window.labels}, tests)
             target_rows = drift_rows(spec, window.model, window.version, window.start, results, {"label": "label"}, window.n_labeled)
-        return rows, target_rows, findings
+        return rows, target_rows
 
 
 _REPORTED = frozenset(BINARY_METRICS + MULTICLASS_METRICS + REGRESSION_METRICS)

@@ -11,11 +11,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
+import numpy as np
 
-from driftline.reference import ModelReference
+from driftline.reference import ModelReference, category
 from driftline.storage import Store
 from driftline.streams.pipeline import Output
+from driftline.streams.processors import row_getter
 
 
 def _text(value: Any) -> str:
@@ -50,8 +51,11 @@ class StoreSink:
 
     def write(self, out: Output) -> None:
         now = int(time.time() * 1000)
-        if out.predictions:
-            self.store.insert("predictions", self._predictions(out))
+        by_model: dict[str, list[Any]] = {}
+        for event in out.predictions:
+            by_model.setdefault(event.model, []).append(event)
+        for model, events in by_model.items():
+            self.store.insert("predictions", self._predictions(model, events))
         if out.ground_truth:
             self.store.insert("ground_truth", {
                 "event_id": [e.event_id for e in out.ground_truth],
@@ -70,7 +74,7 @@ class StoreSink:
                 "version": [r.version for r in out.labeled],
                 "role": [r.role for r in out.labeled],
                 "segment": [
-                    {k: _text(v) for k, v in zip(segments[r.model], r.segment_values) if v is not None}
+                    {k: category(v) for k, v in zip(segments[r.model], r.segment_values) if v is not None}
                     for r in out.labeled
                 ],
                 "prediction_ts": [r.prediction_ts for r in out.labeled],
@@ -94,27 +98,28 @@ class StoreSink:
                     "reason": row["reason"],
                     "code": row["code"],
                     "field": row["field"],
-                    "payload": row["payload"].decode("utf-8", errors="replace"),
+                    "payload": row["payload"],
                 }
                 for row in out.dead_letters
             ]))
 
-    def _predictions(self, out: Output) -> dict[str, list[Any]]:
-        events = out.predictions
-        numeric_maps, categorical_maps = [], []
-        for event in events:
-            numeric, categorical = self._feature_names[event.model]
-            features = event.features
-            numeric_maps.append({n: float(v) for n in numeric if (v := getattr(features, n)) is not None})
-            categorical_maps.append({n: _text(v) for n in categorical if (v := getattr(features, n)) is not None})
+    def _predictions(self, model: str, events: list[Any]) -> dict[str, Any]:
+        numeric, categorical = self._feature_names[model]
+        features = [e.features for e in events]
+        numeric_values = np.array(list(map(row_getter(numeric), features)), dtype=float).reshape(len(events), -1)
+        categorical_values = np.array(
+            [[category(v) for v in row] for row in map(row_getter(categorical), features)], dtype=object
+        ).reshape(len(events), -1)
         return {
             "event_id": [e.event_id for e in events],
-            "model": [e.model for e in events],
+            "model": [model] * len(events),
             "version": [e.version for e in events],
             "ts": [e.ts for e in events],
             "role": [e.role for e in events],
-            "features": numeric_maps,
-            "cat_features": categorical_maps,
+            "features.keys": numeric,
+            "features.values": numeric_values,
+            "cat_features.keys": categorical,
+            "cat_features.values": categorical_values,
             "prediction": [_text(e.prediction) for e in events],
             "score": [e.score for e in events],
             "probabilities": [e.probabilities or {} for e in events],
@@ -125,8 +130,3 @@ class StoreSink:
             "entity_id": [e.entity_id for e in events],
             "schema_version": [e.schema_version for e in events],
         }
-
-
-def to_builtins(event: msgspec.Struct) -> dict[str, Any]:
-    """An event as plain JSON-ready values (for printing and re-encoding)."""
-    return msgspec.to_builtins(event)
