@@ -90,14 +90,14 @@ class Reporter:
                 self.console.print(f"{self._prefix(model, version, start)} [green]no drift[/] "
                                    f"({len(window_rows)} tests on {len(features)} columns, n={n:,})")
                 continue
-            parts = []
             ranked = sorted(drifted.items(), key=lambda kv: -kv[1]["effect_size"])
-            for feature, row in ranked[:5]:
+            parts = []
+            for feature, row in ranked[:3]:
                 p = "" if row["p_adjusted"] is None else f", p_adj={row['p_adjusted']:.0e}"
                 parts.append(f"{feature} ({row['test']} {row['effect_size']:.2f}{p})")
-            more = f" and {len(ranked) - 5} more" if len(ranked) > 5 else ""
+            parts.extend(feature for feature, _ in ranked[3:])
             self.console.print(f"{self._prefix(model, version, start)} [yellow]drift in {len(drifted)} of "
-                               f"{len(features)} columns[/]: {', '.join(parts)}{more} (n={n:,})")
+                               f"{len(features)} columns[/]: {', '.join(parts)} (n={n:,})")
 
     def _performance(self, key: tuple[str, str, int]) -> None:
         self._reported.add(key)

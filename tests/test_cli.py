@@ -1,0 +1,102 @@
+"""The `driftline` command as a user runs it: demo, sql, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+def driftline(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "driftline", *args], capture_output=True, text=True,
+                          timeout=timeout, env={"COLUMNS": "400", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("demo")
+    result = driftline("demo", "--events", "120000", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    return data_dir, result.stdout
+
+
+def lines(output, pattern):
+    return [line for line in output.splitlines() if re.search(pattern, line)]
+
+
+def test_demo_reports_covariate_shift_and_concept_drift(demo):
+    _, out = demo
+    drift = lines(out, r"credit/v1 (no drift|drift in)")
+    assert len(drift) >= 15
+    first_drift = next(i for i, line in enumerate(drift) if "drift in" in line)
+    assert first_drift >= 4, "the windows before the covariate shift raise no drift"
+    assert all("no drift" in line for line in drift[:first_drift])
+    shifted = drift[first_drift]
+    for feature in ("channel", "age", "credit_utilization", "income"):
+        assert feature in shifted, (feature, shifted)
+
+    performance = lines(out, r"credit/v1 performance")
+    assert len(performance) == len(drift)
+    first_drop = next(i for i, line in enumerate(performance) if "performance drop" in line)
+    assert first_drop > first_drift, "the covariate shift alone does not hurt performance"
+    assert all("performance ok" in line for line in performance[:first_drop])
+    assert all("performance drop" in line for line in performance[first_drop:])
+    assert "roc_auc" in performance[first_drop]
+
+
+def test_demo_says_where_its_data_is_and_how_to_query_it(demo):
+    data_dir, out = demo
+    assert str((data_dir / "store").resolve()) in out
+    assert "driftline sql" in out
+
+
+def test_sql_formats(demo):
+    data_dir, _ = demo
+    store = str(data_dir / "store")
+    query = "SELECT metric, count() AS n FROM window_metrics FINAL WHERE segment = 'all' GROUP BY metric ORDER BY metric"
+    as_json = driftline("sql", query, "--data-dir", store, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)
+    assert {"roc_auc", "accuracy", "log_loss", "business_value"} <= {r["metric"] for r in rows}
+    as_csv = driftline("sql", query, "--data-dir", store, "--format", "csv")
+    assert as_csv.stdout.splitlines()[0].replace('"', "") == "metric,n"
+    table = driftline("sql", query, "--data-dir", store)
+    assert "roc_auc" in table.stdout
+
+
+def test_sql_error_is_one_clear_line(demo):
+    data_dir, _ = demo
+    result = driftline("sql", "SELECT nope FROM window_metrics", "--data-dir", str(data_dir / "store"))
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_wrong_spec_fails_at_start_naming_file_and_field(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("model: credit\ntask: binary\nfeatures:\n  - {name: age, kind: text}\nreference: {path: r.csv}\n")
+    events = tmp_path / "p.jsonl"
+    events.write_text("")
+    result = driftline("replay", "--spec", str(spec), "--predictions", str(events), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert f"{spec}: features[0].kind: Invalid enum value 'text'; expected one of numeric, categorical" in " ".join(
+        result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_reference_file_is_named(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("model: credit\ntask: binary\nfeatures: [{name: age, kind: numeric}]\nreference: {path: nowhere.parquet}\n")
+    events = tmp_path / "p.jsonl"
+    events.write_text("")
+    result = driftline("replay", "--spec", str(spec), "--predictions", str(events), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert "reference.path: file not found" in result.stderr
+
+
+def test_sql_without_data_says_what_to_do(tmp_path):
+    result = driftline("sql", "SELECT 1", "--data-dir", str(tmp_path / "none"))
+    assert result.returncode == 2
+    assert "run `driftline demo` or `driftline replay` first" in result.stderr

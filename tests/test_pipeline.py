@@ -1,0 +1,169 @@
+"""The processing core: join in either order, event-time windows, late labels, dead letters."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from driftline.config import parse_spec
+from driftline.reference import load_reference
+from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Pipeline
+
+DAY = 86_400_000
+T0 = 1_767_571_200_000  # 2026-01-05, a window boundary
+
+
+def make_spec(**overrides):
+    spec = {
+        "model": "m",
+        "task": "binary",
+        "features": [{"name": "x", "kind": "numeric"}, {"name": "color", "kind": "categorical"}],
+        "reference": {"path": "unused.parquet"},
+        "window": "1d",
+        "allowed_lateness": "1h",
+        "label_ttl": "10d",
+        "segments": ["color"],
+    }
+    spec.update(overrides)
+    return parse_spec(spec)
+
+
+def reference_frame(n=2_000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    score = 1 / (1 + np.exp(-x))
+    return pd.DataFrame({
+        "x": x,
+        "color": rng.choice(["red", "green", "blue"], size=n),
+        "score": score,
+        "prediction": (score >= 0.5).astype(int),
+        "label": (rng.random(n) < score).astype(int),
+    })
+
+
+@pytest.fixture
+def pipeline():
+    spec = make_spec()
+    return Pipeline({"m": load_reference(spec, reference_frame())}, now_ms=lambda: T0 + 365 * DAY)
+
+
+def prediction(i, ts, x=0.0, color="red", score=0.7, **extra):
+    event = {"event_id": f"e{i}", "model": "m", "version": "v1", "ts": ts,
+             "features": {"x": x, "color": color}, "prediction": int(score >= 0.5), "score": score}
+    event.update(extra)
+    return Message(PREDICTION, orjson.dumps(event), "test", f"p{i}")
+
+
+def label(i, ts, value=1):
+    return Message(GROUND_TRUTH, orjson.dumps({"event_id": f"e{i}", "model": "m", "ts": ts, "label": value}),
+                   "test", f"g{i}")
+
+
+def metric(out, name, segment="all"):
+    rows = [r for r in out.window_metrics if r["metric"] == name and r["segment"] == segment]
+    return rows[-1] if rows else None
+
+
+def test_join_in_either_order(pipeline):
+    out = pipeline.process([label(1, T0 + 10), prediction(1, T0), prediction(2, T0 + 5)])
+    assert [r.event_id for r in out.labeled] == ["e1"]
+    out = pipeline.process([label(2, T0 + 20)])
+    assert [(r.event_id, r.delay_ms) for r in out.labeled] == [("e2", 15)]
+
+
+def test_window_closes_on_watermark_and_reemits_on_late_labels(pipeline):
+    out = pipeline.process([prediction(i, T0 + i * 1000, score=0.9) for i in range(10)])
+    assert out.window_metrics == [] and out.drift_results == []
+    out = pipeline.process([prediction(100, T0 + DAY + 2 * 3_600_000)])
+    assert {r["window_start"] for r in out.drift_results} == {T0}
+    first = metric(out, "accuracy")
+    assert first["n"] == 0 and first["n_predictions"] == 10 and first["label_coverage"] == 0.0
+    out = pipeline.process([label(i, T0 + 3 * DAY, value=1) for i in range(4)])
+    again = metric(out, "accuracy")
+    assert (again["window_start"], again["n"], again["label_coverage"], again["value"]) == (T0, 4, 0.4, 1.0)
+    assert again["revision"] > first["revision"]
+    assert metric(out, "accuracy", "color=red")["n"] == 4
+    assert [r for r in out.drift_results if r["target"] == "label"], "target drift re-computed with the labels"
+
+
+def test_late_prediction_goes_to_dead_letters(pipeline):
+    pipeline.process([prediction(1, T0 + DAY + 2 * 3_600_000)])
+    out = pipeline.process([prediction(2, T0 + 10)])
+    assert [d["code"] for d in out.dead_letters] == ["late_event"]
+    assert out.dead_letters[0]["payload"] == prediction(2, T0 + 10).data
+
+    fresh = Pipeline(pipeline.references, now_ms=lambda: T0 + 365 * DAY)
+    fresh.process([prediction(1, T0 + DAY + 1_800_000)])
+    within = fresh.process([prediction(3, T0 + DAY - 10)])
+    assert within.dead_letters == [], "inside allowed_lateness the event still counts"
+
+
+def test_lateness_does_not_depend_on_batching():
+    events = [prediction(1, T0 + DAY + 2 * 3_600_000), prediction(2, T0 + 10), prediction(3, T0 + 20)]
+    spec = make_spec()
+    ref = load_reference(spec, reference_frame())
+    one = Pipeline({"m": ref}, now_ms=lambda: T0 + 365 * DAY).process(events)
+    split = Pipeline({"m": ref}, now_ms=lambda: T0 + 365 * DAY)
+    dead = [d["code"] for batch in ([events[0]], events[1:]) for d in split.process(batch).dead_letters]
+    assert [d["code"] for d in one.dead_letters] == dead == ["late_event", "late_event"]
+
+
+def test_duplicates_and_orphans(pipeline):
+    out = pipeline.process([prediction(1, T0), prediction(1, T0 + 1), label(1, T0 + 2), label(1, T0 + 3), label(9, T0)])
+    assert sorted(d["code"] for d in out.dead_letters) == ["duplicate_event_id", "duplicate_label"]
+    assert len(out.labeled) == 1
+    out = pipeline.finish()
+    assert [(d["code"], d["field"]) for d in out.dead_letters] == [("orphan_label", "event_id")]
+    assert orjson.loads(out.dead_letters[0]["payload"])["event_id"] == "e9"
+
+
+def test_labels_expire_after_ttl(pipeline):
+    pipeline.process([label(7, T0)])
+    out = pipeline.process([prediction(i, T0 + 11 * DAY + i) for i in range(3)])
+    assert [d["code"] for d in out.dead_letters] == ["orphan_label"]
+    assert pipeline.process([prediction(7, T0 + 11 * DAY + 5)]).labeled == []
+
+
+def test_invalid_events_are_dead_lettered_and_the_stream_continues(pipeline):
+    bad = [
+        Message(PREDICTION, b"{oops", "test", "1"),
+        prediction(1, T0, x="high"),
+        prediction(2, T0, model="other"),
+        prediction(3, T0 + 400 * DAY),
+        Message(GROUND_TRUTH, b'{"event_id": "e5", "model": "m", "ts": 1767571200000, "label": 3}', "test", "2"),
+    ]
+    out = pipeline.process(bad + [prediction(4, T0)])
+    assert [(d["code"], d["field"]) for d in out.dead_letters] == [
+        ("invalid_json", ""), ("wrong_type", "features.x"), ("unknown_model", "model"),
+        ("future_timestamp", "ts"), ("invalid_value", "label"),
+    ]
+    assert [p.event_id for p in out.predictions] == ["e4"]
+    assert len({d["id"] for d in out.dead_letters}) == 5
+    assert out.dead_letters[0]["payload"] == b"{oops"
+
+
+def test_drift_detected_on_shifted_feature_only():
+    spec = make_spec()
+    pipeline = Pipeline({"m": load_reference(spec, reference_frame())}, now_ms=lambda: T0 + 365 * DAY)
+    rng = np.random.default_rng(1)
+    shifted = [prediction(i, T0 + i, x=float(v), color=str(c)) for i, (v, c) in
+               enumerate(zip(rng.normal(1.0, 1.0, 3000), rng.choice(["red", "green", "blue"], 3000)))]
+    pipeline.process(shifted)
+    rows = pipeline.finish().drift_results
+    drifted = {(r["feature"], r["test"]) for r in rows if r["drifted"]}
+    assert ("x", "ks") in drifted and ("x", "psi") in drifted
+    assert not any(f == "color" for f, _ in drifted)
+    assert all(r["n_current"] == 3000 and r["n_reference"] == 2000 for r in rows if r["feature"] == "x")
+    family = [r for r in rows if r["p_value"] is not None]
+    assert all(r["p_adjusted"] >= r["p_value"] for r in family)
+
+
+def test_window_state_does_not_grow_with_events(pipeline):
+    sizes = []
+    for batch in range(4):
+        pipeline.process([prediction(batch * 5000 + i, T0 + batch * 5000 + i, x=float(i % 7)) for i in range(5000)])
+        window = pipeline.drift.state[("drift", "m", "v1", T0)]
+        sizes.append(sum(len(acc.to_bytes()) for acc in window.accumulators.values()))
+    assert sizes[-1] <= sizes[1] * 1.05, sizes
