@@ -107,8 +107,10 @@ class Reference(_Spec):
 class Drift(_Spec):
     """Drift tests per feature kind, binning, the FDR level and the effect-size thresholds.
 
-    A test flags drift when its Benjamini–Hochberg adjusted p-value is below ``fdr`` (tests with
-    a p-value) and its effect size reaches the threshold: an effect must exist *and* matter.
+    A test flags drift when its Benjamini–Hochberg adjusted p-value is at most ``fdr`` (tests
+    with a p-value), its effect size reaches the threshold, and the window holds at least
+    ``min_samples`` values: an effect must exist *and* matter. The sample floor matters for the
+    effect-only tests (PSI, Wasserstein, JS), whose estimates are biased upwards in small samples.
     """
 
     numeric_tests: list[Literal["ks", "psi", "wasserstein", "js"]] = msgspec.field(
@@ -120,6 +122,7 @@ class Drift(_Spec):
     bins: int = 10
     reservoir_size: int = 10_000
     fdr: float = 0.05
+    min_samples: int = 1000
     thresholds: dict[Literal["ks", "chi2", "psi", "wasserstein", "js"], float] = msgspec.field(
         default_factory=dict
     )
@@ -131,6 +134,8 @@ class Drift(_Spec):
             raise ValueError(f"bins must be >= 2, got {self.bins}")
         if self.reservoir_size < 100:
             raise ValueError(f"reservoir_size must be >= 100, got {self.reservoir_size}")
+        if self.min_samples < 1:
+            raise ValueError(f"min_samples must be >= 1, got {self.min_samples}")
         if not 0.0 < self.fdr < 1.0:
             raise ValueError(f"fdr must be in (0, 1), got {self.fdr}")
         for test, value in self.thresholds.items():

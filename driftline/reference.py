@@ -56,16 +56,39 @@ def new_metric_accumulator(spec: ModelSpec) -> MetricAccumulator:
 
 
 def update_metric_accumulator(
-    spec: ModelSpec, acc: MetricAccumulator, labels: list[Any], predictions: list[Any], scores: list[Any]
+    spec: ModelSpec,
+    acc: MetricAccumulator,
+    labels: list[Any],
+    predictions: list[Any],
+    scores: list[Any],
+    probabilities: list[dict[str, float] | None] | None = None,
 ) -> None:
-    """Feed joined rows to a metric accumulator, choosing the inputs the task needs."""
+    """Feed joined rows to a metric accumulator, choosing the inputs the task needs.
+
+    Binary rows without a score count for the thresholded metrics only; multiclass rows with
+    class probabilities also count for log loss and Brier.
+    """
     if spec.task == "binary":
-        if any(s is None for s in scores):
-            acc.update(np.asarray(labels), y_pred=np.asarray(predictions))  # type: ignore[call-arg]
-        else:
+        scored = [i for i, s in enumerate(scores) if s is not None]
+        if len(scored) == len(scores):
             acc.update(np.asarray(labels), np.asarray(scores, dtype=float))
+            return
+        unscored = [i for i, s in enumerate(scores) if s is None]
+        if scored:
+            acc.update(np.asarray([labels[i] for i in scored]), np.asarray([scores[i] for i in scored], dtype=float))
+        acc.update(np.asarray([labels[i] for i in unscored]), y_pred=np.asarray([predictions[i] for i in unscored]))
     elif spec.task == "multiclass":
-        acc.update(np.asarray(labels, dtype=object), np.asarray(predictions, dtype=object))
+        classes = [str(c) for c in spec.class_labels]
+        rows = probabilities or [None] * len(labels)
+        with_proba = [i for i, p in enumerate(rows) if p]
+        without = [i for i, p in enumerate(rows) if not p]
+        if with_proba:
+            matrix = np.array([[rows[i].get(c, 0.0) for c in classes] for i in with_proba], dtype=float)
+            acc.update(np.asarray([labels[i] for i in with_proba], dtype=object),
+                       np.asarray([predictions[i] for i in with_proba], dtype=object), proba=matrix)
+        if without:
+            acc.update(np.asarray([labels[i] for i in without], dtype=object),
+                       np.asarray([predictions[i] for i in without], dtype=object))
     else:
         acc.update(np.asarray(labels, dtype=float), np.asarray(predictions, dtype=float))
 

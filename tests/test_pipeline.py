@@ -167,3 +167,44 @@ def test_window_state_does_not_grow_with_events(pipeline):
         window = pipeline.drift.state[("drift", "m", "v1", T0)]
         sizes.append(sum(len(acc.to_bytes()) for acc in window.accumulators.values()))
     assert sizes[-1] <= sizes[1] * 1.05, sizes
+
+
+def test_multiclass_and_regression_windows_match_scikit_learn():
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score
+
+    rng = np.random.default_rng(5)
+    n = 600
+    x = rng.normal(size=n)
+    classes = ["a", "b", "c"]
+    frame = pd.DataFrame({"x": x, "color": rng.choice(["red", "blue"], n), "score": 0.5,
+                          "prediction": rng.choice(classes, n), "label": rng.choice(classes, n)})
+    spec = make_spec(task="multiclass", classes=classes, segments=[])
+    pipe = Pipeline({"m": load_reference(spec, frame)}, now_ms=lambda: T0 + 365 * DAY)
+    proba = rng.dirichlet([1, 1, 1], size=n)
+    predicted = [classes[i] for i in proba.argmax(axis=1)]
+    truth = list(rng.choice(classes, n))
+    events = []
+    for i in range(n):
+        event = {"event_id": f"e{i}", "model": "m", "version": "v1", "ts": T0 + i, "features": {"x": float(x[i])},
+                 "prediction": predicted[i], "probabilities": dict(zip(classes, proba[i].tolist()))}
+        events.append(Message(PREDICTION, orjson.dumps(event), "t", str(i)))
+        events.append(Message(GROUND_TRUTH, orjson.dumps({"event_id": f"e{i}", "model": "m", "ts": T0 + i, "label": truth[i]}), "t", str(i)))
+    pipe.process(events)
+    rows = {r["metric"]: r["value"] for r in pipe.finish().window_metrics if r["segment"] == "all"}
+    assert rows["accuracy"] == pytest.approx(accuracy_score(truth, predicted), abs=1e-12)
+    assert rows["f1_macro"] == pytest.approx(f1_score(truth, predicted, average="macro"), abs=1e-9)
+    assert rows["log_loss"] == pytest.approx(log_loss(truth, proba, labels=classes), abs=1e-9)
+
+    y = rng.normal(10, 2, n)
+    reg_frame = pd.DataFrame({"x": x, "color": "red", "score": 0.0, "prediction": y + rng.normal(0, 1, n), "label": y})
+    reg = Pipeline({"m": load_reference(make_spec(task="regression", segments=[]), reg_frame)}, now_ms=lambda: T0 + 365 * DAY)
+    pred = y + rng.normal(0.5, 1.0, n)
+    messages = []
+    for i in range(n):
+        messages.append(Message(PREDICTION, orjson.dumps({"event_id": f"r{i}", "model": "m", "version": "v1", "ts": T0 + i,
+                                                          "features": {"x": float(x[i])}, "prediction": float(pred[i])}), "t", str(i)))
+        messages.append(Message(GROUND_TRUTH, orjson.dumps({"event_id": f"r{i}", "model": "m", "ts": T0 + i, "label": float(y[i])}), "t", str(i)))
+    reg.process(messages)
+    rows = {r["metric"]: r["value"] for r in reg.finish().window_metrics if r["segment"] == "all"}
+    assert rows["mae"] == pytest.approx(mean_absolute_error(y, pred), rel=1e-12)
+    assert rows["r2"] == pytest.approx(r2_score(y, pred), rel=1e-9)

@@ -46,6 +46,7 @@ class LabeledRow:
     label_ts: int
     prediction: Any
     score: float | None
+    probabilities: dict[str, float] | None
     label: Any
     source: str
 
@@ -90,13 +91,14 @@ class Joiner:
             features = event.features
             values = tuple(getattr(features, name, None) for name in self.segment_fields[event.model])
             if entry is None:
-                state[key] = (_PREDICTION, event.ts, event.version, event.role, event.prediction, event.score, values)
+                state[key] = (_PREDICTION, event.ts, event.version, event.role, event.prediction, event.score,
+                              event.probabilities, values)
             else:
                 _, label_ts, label, source = entry
                 state[key] = event.ts
                 rows.append(
-                    LabeledRow(event.event_id, event.model, event.version, event.role, values,
-                               event.ts, label_ts, event.prediction, event.score, label, source)
+                    LabeledRow(event.event_id, event.model, event.version, event.role, values, event.ts,
+                               label_ts, event.prediction, event.score, event.probabilities, label, source)
                 )
             if event.ts > self.watermark:
                 self.watermark = event.ts
@@ -114,11 +116,11 @@ class Joiner:
             elif type(entry) is int or entry[0] == _LABEL:
                 rejected.append((event, Rejection("duplicate_label", "event_id", "one label per event_id", event.event_id)))
             else:
-                _, ts, version, role, prediction, score, values = entry
+                _, ts, version, role, prediction, score, probabilities, values = entry
                 state[key] = ts
                 rows.append(
-                    LabeledRow(event.event_id, event.model, version, role, values,
-                               ts, event.ts, prediction, score, event.label, event.source)
+                    LabeledRow(event.event_id, event.model, version, role, values, ts,
+                               event.ts, prediction, score, probabilities, event.label, event.source)
                 )
         return rows, rejected
 

@@ -180,8 +180,10 @@ def drift_rows(
     for result, p_adj in zip(results, adjusted):
         threshold = thresholds.get(result.test)
         effect = float(result.effect_size)
-        significant = result.p_value is None or (not math.isnan(p_adj) and p_adj < spec.drift.fdr)
-        drifted = bool(result.n_current > 0 and significant and threshold is not None and effect >= threshold)
+        significant = result.p_value is None or (not math.isnan(p_adj) and p_adj <= spec.drift.fdr)
+        drifted = bool(
+            result.n_current >= spec.drift.min_samples and significant and threshold is not None and effect >= threshold
+        )
         rows.append({
             "model": model,
             "version": version,
@@ -303,6 +305,7 @@ class PerformanceProcessor:
                 update_metric_accumulator(
                     spec, segment.metrics,
                     [r.label for r in seg_rows], [r.prediction for r in seg_rows], [r.score for r in seg_rows],
+                    [r.probabilities for r in seg_rows],
                 )
             if window.labels is not None:
                 labels = [r.label for r in batch]
