@@ -104,15 +104,19 @@ class Joiner:
                 self.watermark = event.ts
         return rows, rejected
 
-    def add_ground_truth(self, events: list[GroundTruth]) -> tuple[list[LabeledRow], list[tuple[Any, Rejection]]]:
+    def add_ground_truth(
+        self, events: list[GroundTruth], origins: list[Any] | None = None
+    ) -> tuple[list[LabeledRow], list[tuple[Any, Rejection]]]:
+        """Join labels; ``origins`` (one per event, e.g. the raw message) is kept with a label
+        that waits, and handed back if it expires as an orphan."""
         rows: list[LabeledRow] = []
         rejected: list[tuple[Any, Rejection]] = []
         state = self.state
-        for event in events:
+        for i, event in enumerate(events):
             key = (event.model, event.event_id)
             entry = state.get(key)
             if entry is None:
-                state[key] = (_LABEL, event.ts, event.label, event.source)
+                state[key] = (_LABEL, event.ts, event.label, event.source, None if origins is None else origins[i])
             elif type(entry) is int or entry[0] == _LABEL:
                 rejected.append((event, Rejection("duplicate_label", "event_id", "one label per event_id", event.event_id)))
             else:
@@ -124,7 +128,7 @@ class Joiner:
                 )
         return rows, rejected
 
-    def expire(self, force: bool = False) -> list[tuple[str, tuple[Any, ...]]]:
+    def expire(self, force: bool = False) -> list[tuple[tuple[str, str], tuple[Any, ...]]]:
         """Drop entries older than the TTL; returns orphan labels as ``(model, entry)`` pairs.
 
         Scans at most every ``ttl_ms / 16`` of watermark progress (or when ``force``), so the

@@ -129,7 +129,7 @@ class Pipeline:
                 continue
             origins[id(event)] = message
         for model, events in predictions.items():
-            accepted, late = self.drift.add(model, events)
+            accepted, late = self.drift.split_late(model, events)
             spec = self.references[model].spec
             for event in late:
                 self._reject(out, origins, event, Rejection(
@@ -140,10 +140,11 @@ class Pipeline:
                 self._reject(out, origins, event, rejection)
             duplicate_ids = {id(event) for event, _ in duplicates}
             accepted = [e for e in accepted if id(e) not in duplicate_ids] if duplicates else accepted
+            self.drift.add(model, accepted)
             self.performance.add_predictions(model, accepted)
             out.predictions.extend(accepted)
             out.labeled.extend(joined)
-        joined, duplicates = self.joiner.add_ground_truth(truths)
+        joined, duplicates = self.joiner.add_ground_truth(truths, [origins[id(e)] for e in truths])
         for event, rejection in duplicates:
             self._reject(out, origins, event, rejection)
         duplicate_ids = {id(event) for event, _ in duplicates}
@@ -177,9 +178,11 @@ class Pipeline:
 
     def _orphan(self, key: tuple[str, str], entry: tuple[Any, ...]) -> dict[str, Any]:
         model, event_id = key
-        _, ts, label, source = entry
-        data = encode({"schema_version": 1, "event_id": event_id, "model": model, "ts": ts, "label": label, "source": source})
+        _, ts, label, source, origin = entry
         rejection = Rejection("orphan_label", "event_id", "a prediction with this event_id within label_ttl", event_id)
+        if origin is not None:
+            return dead_letter(origin.source, origin.position, origin.data, rejection)
+        data = encode({"schema_version": 1, "event_id": event_id, "model": model, "ts": ts, "label": label, "source": source})
         return dead_letter(GROUND_TRUTH, f"{model}/{event_id}", data, rejection)
 
     def _count(self, out: Output) -> None:

@@ -93,21 +93,23 @@ class DriftProcessor:
     def watermark(self, model: str) -> int:
         return self.state.get(("watermark", model), 0)
 
-    def add(self, model: str, events: list[Prediction]) -> tuple[list[Prediction], list[Prediction]]:
-        """Accumulate a batch of one model's predictions; returns (accepted, late)."""
+    def split_late(self, model: str, events: list[Prediction]) -> tuple[list[Prediction], list[Prediction]]:
+        """(accepted, late): late events are those whose window the watermark had closed."""
+        spec = self.references[model].spec
+        ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
+        late = late_mask(ts, self.watermark(model), spec.window_ms, spec.allowed_lateness_ms)
+        if not late.any():
+            return events, []
+        return [e for e, is_late in zip(events, late) if not is_late], [e for e, is_late in zip(events, late) if is_late]
+
+    def add(self, model: str, accepted: list[Prediction]) -> None:
+        """Accumulate a batch of one model's accepted (on time, not duplicate) predictions."""
+        if not accepted:
+            return
         ref = self.references[model]
         spec = ref.spec
-        ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
         watermark = self.watermark(model)
-        late = late_mask(ts, watermark, spec.window_ms, spec.allowed_lateness_ms)
-        if late.any():
-            accepted = [e for e, is_late in zip(events, late) if not is_late]
-            late_events = [e for e, is_late in zip(events, late) if is_late]
-            ts = ts[~late]
-        else:
-            accepted, late_events = events, []
-        if not accepted:
-            return accepted, late_events
+        ts = np.fromiter((e.ts for e in accepted), dtype=np.int64, count=len(accepted))
         features = [e.features for e in accepted]
         numeric = np.array(list(map(self._numeric[model], features)), dtype=float).reshape(len(accepted), -1)
         categorical = list(zip(*map(self._categorical[model], features)))
@@ -136,7 +138,6 @@ class DriftProcessor:
             window.n += len(idx)
             self.state[key] = window
         self.state[("watermark", model)] = max(watermark, int(ts.max()))
-        return accepted, late_events
 
     def close(self, force: bool = False) -> list[dict[str, Any]]:
         """Test every window the watermark has closed (all windows when ``force``)."""
