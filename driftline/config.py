@@ -27,6 +27,7 @@ driftline.config.SpecError: <spec>: task: Invalid enum value 'ranking'; expected
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,7 @@ class SpecError(ValueError):
         self.source, self.path, self.message = source, path, message
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_duration(value: str | int, field: str) -> int:
     """Milliseconds in a duration such as ``"90s"``, ``"15m"``, ``"1h"``, ``"7d"`` (ints are ms).
 

@@ -17,33 +17,28 @@ import pandas as pd
 
 from driftline.config import ModelSpec, SpecError
 from driftline.monitors import CategoricalProfile, NumericProfile
+from driftline.monitors.accumulators import category
 from driftline.monitors.metrics import BinaryAccumulator, MulticlassAccumulator, RegressionAccumulator
 
 Profile = NumericProfile | CategoricalProfile
 MetricAccumulator = BinaryAccumulator | MulticlassAccumulator | RegressionAccumulator
 
 
-def category(value: Any) -> str | None:
-    """A category value as the string accumulators count (``None`` and NaN are missing).
-
-    >>> category(True), category(3.0), category(7), category(float("nan"))
-    ('true', '3', '7', None)
-    """
-    if type(value) is str or value is None:
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)):
-        if value != value:
-            return None
-        return str(int(value)) if float(value).is_integer() else str(value)
-    return str(value)
-
-
 def categorical_values(values: Any) -> np.ndarray:
     """:func:`category` of every value, as an object array."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = [v if type(v) is str or v is None else category(v) for v in values]
+    memo: dict[tuple[type, Any], str | None] = {}
+    converted = []
+    for v in values:
+        if type(v) is str or v is None:
+            converted.append(v)
+            continue
+        key = (type(v), v)
+        text = memo.get(key)
+        if text is None:
+            text = memo[key] = category(v)
+        converted.append(text)
+    out = np.empty(len(converted), dtype=object)
+    out[:] = converted
     return out
 
 

@@ -67,11 +67,31 @@ def _as_float_array(values: Any) -> np.ndarray:
     return arr.ravel() if arr.ndim != 1 else arr
 
 
+def category(value: Any) -> str | None:
+    """The string key of a category value; ``None`` for missing (``None``, NaN).
+
+    Booleans are ``"true"``/``"false"`` (as in JSON) and integral floats lose their ``.0``, so
+    that a reference column read from Parquet or CSV and the same values arriving as JSON agree.
+
+    >>> category(True), category(3.0), category(7), category(float("nan")), category("a")
+    ('true', '3', '7', None, 'a')
+    """
+    if type(value) is str or value is None:
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        if value != value:
+            return None
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return str(value)
+
+
 def count_categories(values: Any) -> tuple[dict[str, int], int]:
     """Count categories in a batch; ``None`` and NaN are missing.
 
-    Category keys are strings: non-string values are converted with ``str`` (``True`` ->
-    ``"True"``, ``3`` -> ``"3"``).
+    Category keys are strings made by :func:`category` (``True`` -> ``"true"``, ``3`` and
+    ``3.0`` -> ``"3"``). Raw values are counted first and converted once per distinct value.
 
     Returns
     -------
@@ -90,7 +110,11 @@ def count_categories(values: Any) -> tuple[dict[str, int], int]:
             n_missing = int(nan.sum())
             flat = flat[~nan]
         uniq, cnt = np.unique(flat, return_counts=True)
-        return {str(u): int(c) for u, c in zip(uniq.tolist(), cnt.tolist())}, n_missing
+        counts_by_key: dict[str, int] = {}
+        for u, c in zip(uniq.tolist(), cnt.tolist()):
+            k = category(u)
+            counts_by_key[k] = counts_by_key.get(k, 0) + int(c)
+        return counts_by_key, n_missing
     if isinstance(values, np.ndarray):
         values = values.ravel().tolist()
     elif isinstance(values, str) or not isinstance(values, Iterable):
@@ -99,10 +123,10 @@ def count_categories(values: Any) -> tuple[dict[str, int], int]:
     counts: dict[str, int] = {}
     n_missing = 0
     for key, c in raw.items():
-        if key is None or (isinstance(key, float) and math.isnan(key)):
+        k = category(key)
+        if k is None:
             n_missing += c
             continue
-        k = key if isinstance(key, str) else str(key)
         counts[k] = counts.get(k, 0) + c
     return counts, n_missing
 

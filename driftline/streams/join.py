@@ -24,6 +24,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from driftline.events import GroundTruth, Prediction, Rejection
@@ -31,6 +32,21 @@ from driftline.streams.state import State
 
 _PREDICTION = "P"
 _LABEL = "L"
+
+
+def _values_getter(names: tuple[str, ...]) -> Any:
+    """The named features of a typed features struct, or of a plain mapping, as a tuple."""
+    if not names:
+        return lambda features: ()
+    attributes = attrgetter(*names)
+    single = len(names) == 1
+
+    def get(features: Any) -> tuple[Any, ...]:
+        if type(features) is dict:
+            return tuple(features.get(name) for name in names)
+        return (attributes(features),) if single else attributes(features)
+
+    return get
 
 
 @dataclass(slots=True)
@@ -75,6 +91,7 @@ class Joiner:
         self.state = state
         self.ttl_ms = ttl_ms
         self.segment_fields = segment_fields
+        self._getters = {model: _values_getter(names) for model, names in segment_fields.items()}
         self.watermark = 0
         self._last_expiry = 0
 
@@ -82,14 +99,14 @@ class Joiner:
         rows: list[LabeledRow] = []
         rejected: list[tuple[Any, Rejection]] = []
         state = self.state
+        getters = self._getters
         for event in events:
             key = (event.model, event.event_id)
             entry = state.get(key)
             if entry is not None and (type(entry) is int or entry[0] == _PREDICTION):
                 rejected.append((event, Rejection("duplicate_event_id", "event_id", "an event_id not seen within label_ttl", event.event_id)))
                 continue
-            features = event.features
-            values = tuple(getattr(features, name, None) for name in self.segment_fields[event.model])
+            values = getters[event.model](event.features)
             if entry is None:
                 state[key] = (_PREDICTION, event.ts, event.version, event.role, event.prediction, event.score,
                               event.probabilities, values)
@@ -100,8 +117,8 @@ class Joiner:
                     LabeledRow(event.event_id, event.model, event.version, event.role, values, event.ts,
                                label_ts, event.prediction, event.score, event.probabilities, label, source)
                 )
-            if event.ts > self.watermark:
-                self.watermark = event.ts
+        if events:
+            self.watermark = max(self.watermark, max(e.ts for e in events))
         return rows, rejected
 
     def add_ground_truth(

@@ -18,6 +18,7 @@ O(features x bins) per window whatever the number of events.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 
 from driftline.config import BINARY_METRICS, MULTICLASS_METRICS, REGRESSION_METRICS, ModelSpec
 from driftline.events import Prediction
-from driftline.monitors import benjamini_hochberg, compare_many
+from driftline.monitors import NumericProfile, benjamini_hochberg, compare_many
 from driftline.monitors.baseline import supported_metrics, worse_than_baseline
 from driftline.monitors.business import business_value
 from driftline.monitors.fairness import FairnessAccumulator
@@ -117,13 +118,10 @@ class DriftProcessor:
         for j, name in enumerate(spec.numeric_features):
             columns[name] = numeric[:, j]
         for j, name in enumerate(spec.categorical_features):
-            columns[name] = categorical_values(categorical[j])
+            columns[name] = np.array(categorical[j], dtype=object)
         for name, profile in ref.prediction_profiles.items():
             values = [getattr(e, name) for e in accepted]
-            if type(profile).__name__ == "NumericProfile":
-                columns[name] = np.array(values, dtype=float)
-            else:
-                columns[name] = categorical_values(values)
+            columns[name] = np.array(values, dtype=float if isinstance(profile, NumericProfile) else object)
         starts = window_starts(ts, spec.window_ms)
         versions = [e.version for e in accepted]
         for (version, start), idx in _group(list(zip(versions, starts.tolist()))).items():
@@ -266,15 +264,11 @@ class PerformanceProcessor:
             return
         spec = self.references[model].spec
         get = self._segments[model]
-        counts: dict[tuple[str, int], dict[str, int]] = {}
         window_ms = spec.window_ms
-        for event in events:
-            per = counts.setdefault((event.version, event.ts - event.ts % window_ms), {})
-            for key in segment_keys(spec, get(event.features)):
-                per[key] = per.get(key, 0) + 1
-        for (version, start), per in counts.items():
+        raw = Counter((e.version, e.ts - e.ts % window_ms, get(e.features)) for e in events)
+        for (version, start, values), n in raw.items():
             window = self._window(model, version, start)
-            for key, n in per.items():
+            for key in segment_keys(spec, values):
                 segment = window.segments.get(key)
                 if segment is None:
                     segment = window.segments[key] = Segment(0, new_metric_accumulator(spec))
@@ -286,19 +280,22 @@ class PerformanceProcessor:
 
     def add_labeled(self, rows: list[LabeledRow]) -> None:
         groups: dict[tuple[str, str, int], list[LabeledRow]] = {}
+        window_ms = {model: ref.spec.window_ms for model, ref in self.references.items()}
         for row in rows:
-            spec = self.references[row.model].spec
-            start = row.prediction_ts - row.prediction_ts % spec.window_ms
+            start = row.prediction_ts - row.prediction_ts % window_ms[row.model]
             groups.setdefault((row.model, row.version, start), []).append(row)
         for (model, version, start), batch in groups.items():
             ref = self.references[model]
             spec = ref.spec
             window = self._window(model, version, start)
             n_seg = len(spec.segments)
-            by_segment: dict[str, list[LabeledRow]] = {ALL: batch}
+            by_values: dict[tuple[Any, ...], list[LabeledRow]] = {}
             for row in batch:
-                for key in segment_keys(spec, row.segment_values[:n_seg])[1:]:
-                    by_segment.setdefault(key, []).append(row)
+                by_values.setdefault(row.segment_values[:n_seg], []).append(row)
+            by_segment: dict[str, list[LabeledRow]] = {ALL: batch}
+            for values, value_rows in by_values.items():
+                for key in segment_keys(spec, values)[1:]:
+                    by_segment.setdefault(key, []).extend(value_rows)
             for key, seg_rows in by_segment.items():
                 segment = window.segments.get(key)
                 if segment is None:
@@ -310,7 +307,7 @@ class PerformanceProcessor:
                 )
             if window.labels is not None:
                 labels = [r.label for r in batch]
-                window.labels.update(np.array(labels, dtype=float) if spec.task == "regression" else categorical_values(labels))
+                window.labels.update(np.array(labels, dtype=float if spec.task == "regression" else object))
             if window.fairness is not None:
                 window.fairness.update(
                     categorical_values([r.segment_values[n_seg] for r in batch]),
