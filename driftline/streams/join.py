@@ -32,6 +32,16 @@ from driftline.streams.state import State
 
 _PREDICTION = "P"
 _LABEL = "L"
+# State keys are "model<US>event_id" strings: a tuple key would cost another ~60 bytes per
+# entry, and the join keeps one entry per event for the whole label TTL. Model names cannot
+# hold the unit separator (the spec restricts them to [A-Za-z0-9_.-]).
+_SEP = "\x1f"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``(model, event_id)`` of a join state key."""
+    model, _, event_id = key.partition(_SEP)
+    return model, event_id
 
 
 def _values_getter(names: tuple[str, ...]) -> Any:
@@ -72,7 +82,7 @@ class LabeledRow:
 
 
 class Joiner:
-    """Join predictions and ground truth by ``(model, event_id)`` over a key-value state.
+    """Join predictions and ground truth by model and ``event_id`` over a key-value state.
 
     Parameters
     ----------
@@ -101,7 +111,7 @@ class Joiner:
         state = self.state
         getters = self._getters
         for event in events:
-            key = (event.model, event.event_id)
+            key = event.model + _SEP + event.event_id
             entry = state.get(key)
             if entry is not None and (type(entry) is int or entry[0] == _PREDICTION):
                 rejected.append((event, Rejection("duplicate_event_id", "event_id", "an event_id not seen within label_ttl", event.event_id)))
@@ -130,7 +140,7 @@ class Joiner:
         rejected: list[tuple[Any, Rejection]] = []
         state = self.state
         for i, event in enumerate(events):
-            key = (event.model, event.event_id)
+            key = event.model + _SEP + event.event_id
             entry = state.get(key)
             if entry is None:
                 state[key] = (_LABEL, event.ts, event.label, event.source, None if origins is None else origins[i])
@@ -145,7 +155,7 @@ class Joiner:
                 )
         return rows, rejected
 
-    def expire(self, force: bool = False) -> list[tuple[tuple[str, str], tuple[Any, ...]]]:
+    def expire(self, force: bool = False) -> list[tuple[str, tuple[Any, ...]]]:
         """Drop entries older than the TTL; returns orphan labels as ``(model, entry)`` pairs.
 
         Scans at most every ``ttl_ms / 16`` of watermark progress (or when ``force``), so the
@@ -163,6 +173,6 @@ class Joiner:
                 orphans.append((key, entry))
         return orphans
 
-    def pending_labels(self) -> list[tuple[tuple[str, str], tuple[Any, ...]]]:
+    def pending_labels(self) -> list[tuple[str, tuple[Any, ...]]]:
         """Labels still waiting for their prediction (reported as orphans when a replay ends)."""
         return [(key, entry) for key, entry in self.state.items() if type(entry) is not int and entry[0] == _LABEL]

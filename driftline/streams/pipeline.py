@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 from driftline.config import ModelSpec
 from driftline.events import EventDecoder, GroundTruth, InvalidEvent, Limits, Prediction, Rejection, encode
 from driftline.reference import ModelReference
-from driftline.streams.join import Joiner, LabeledRow
+from driftline.streams.join import Joiner, LabeledRow, split_key
 from driftline.streams.processors import DriftProcessor, PerformanceProcessor
 from driftline.streams.state import State
 
@@ -176,8 +176,8 @@ class Pipeline:
         message = origins[id(event)]
         out.dead_letters.append(dead_letter(message.source, message.position, message.data, rejection))
 
-    def _orphan(self, key: tuple[str, str], entry: tuple[Any, ...]) -> dict[str, Any]:
-        model, event_id = key
+    def _orphan(self, key: str, entry: tuple[Any, ...]) -> dict[str, Any]:
+        model, event_id = split_key(key)
         _, ts, label, source, origin = entry
         rejection = Rejection("orphan_label", "event_id", "a prediction with this event_id within label_ttl", event_id)
         if origin is not None:
