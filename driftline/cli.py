@@ -79,7 +79,10 @@ class Reporter:
         windows: dict[tuple[str, str, int], list[dict]] = {}
         for row in rows:
             windows.setdefault((row["model"], row["version"], row["window_start"]), []).append(row)
-        for (model, version, start), window_rows in sorted(windows.items()):
+        for (model, version, start), all_rows in sorted(windows.items()):
+            window_rows = [r for r in all_rows if r["target"] != "multivariate"]
+            domain = [r for r in all_rows if r["test"] == "domain_auc"]
+            note = f"; domain classifier AUC {domain[0]['statistic']:.2f}" if domain else ""
             drifted: dict[str, dict] = {}
             for row in window_rows:
                 if row["drifted"] and (row["feature"] not in drifted or row["effect_size"] > drifted[row["feature"]]["effect_size"]):
@@ -88,7 +91,7 @@ class Reporter:
             features = {r["feature"] for r in window_rows}
             if not drifted:
                 self.console.print(f"{self._prefix(model, version, start)} [green]no drift[/] "
-                                   f"({len(window_rows)} tests on {len(features)} columns, n={n:,})")
+                                   f"({len(window_rows)} tests on {len(features)} columns, n={n:,}{note})")
                 continue
             ranked = sorted(drifted.items(), key=lambda kv: -kv[1]["effect_size"])
             parts = []
@@ -97,7 +100,7 @@ class Reporter:
                 parts.append(f"{feature} ({row['test']} {row['effect_size']:.2f}{p})")
             parts.extend(feature for feature, _ in ranked[3:])
             self.console.print(f"{self._prefix(model, version, start)} [yellow]drift in {len(drifted)} of "
-                               f"{len(features)} columns[/]: {', '.join(parts)} (n={n:,})")
+                               f"{len(features)} columns[/]: {', '.join(parts)} (n={n:,}{note})")
 
     def _performance(self, key: tuple[str, str, int]) -> None:
         self._reported.add(key)

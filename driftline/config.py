@@ -125,17 +125,21 @@ class Drift(_Spec):
     reservoir_size: int = 10_000
     fdr: float = 0.05
     min_samples: int = 1000
-    thresholds: dict[Literal["ks", "chi2", "psi", "wasserstein", "js"], float] = msgspec.field(
+    thresholds: dict[Literal["ks", "chi2", "psi", "wasserstein", "js", "domain_auc"], float] = msgspec.field(
         default_factory=dict
     )
     prediction: bool = True
     label: bool = True
+    domain_classifier: bool = False
+    domain_sample: int = 2_000
 
     def __post_init__(self) -> None:
         if self.bins < 2:
             raise ValueError(f"bins must be >= 2, got {self.bins}")
         if self.reservoir_size < 100:
             raise ValueError(f"reservoir_size must be >= 100, got {self.reservoir_size}")
+        if self.domain_sample < 100:
+            raise ValueError(f"domain_sample must be >= 100, got {self.domain_sample}")
         if self.min_samples < 1:
             raise ValueError(f"min_samples must be >= 1, got {self.min_samples}")
         if not 0.0 < self.fdr < 1.0:
@@ -146,7 +150,7 @@ class Drift(_Spec):
         self.thresholds = {**DEFAULT_EFFECT_THRESHOLDS, **self.thresholds}
 
 
-DEFAULT_EFFECT_THRESHOLDS = {"ks": 0.1, "chi2": 0.1, "psi": 0.2, "wasserstein": 0.1, "js": 0.1}
+DEFAULT_EFFECT_THRESHOLDS = {"ks": 0.1, "chi2": 0.1, "psi": 0.2, "wasserstein": 0.1, "js": 0.1, "domain_auc": 0.6}
 
 
 class MetricThreshold(_Spec):

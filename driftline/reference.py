@@ -98,6 +98,7 @@ class ModelReference:
     label_profile: Profile | None
     baseline: MetricAccumulator
     n_rows: int
+    domain_reference: pd.DataFrame | None = None
 
 
 def _read(spec: ModelSpec) -> pd.DataFrame:
@@ -158,4 +159,20 @@ def load_reference(spec: ModelSpec, frame: pd.DataFrame | None = None) -> ModelR
     baseline = new_metric_accumulator(spec)
     scores = data[score_col].tolist() if has_score else [None] * len(data)
     update_metric_accumulator(spec, baseline, labels.tolist(), data[spec.reference.prediction_column].tolist(), scores)
-    return ModelReference(spec, profiles, prediction_profiles, label_profile, baseline, len(data))
+    domain_reference = None
+    if spec.drift.domain_classifier:
+        sample = data.sample(n=min(len(data), spec.drift.domain_sample), random_state=0)
+        domain_reference = feature_frame(
+            spec,
+            sample[spec.numeric_features].to_numpy(dtype=float, na_value=np.nan),
+            sample[spec.categorical_features].to_numpy(dtype=object),
+        )
+    return ModelReference(spec, profiles, prediction_profiles, label_profile, baseline, len(data), domain_reference)
+
+
+def feature_frame(spec: ModelSpec, numeric: np.ndarray, categorical: np.ndarray) -> pd.DataFrame:
+    """Rows of features as a DataFrame, categories normalised as the accumulators count them."""
+    frame = pd.DataFrame(numeric.reshape(len(numeric), -1), columns=spec.numeric_features)
+    for j, name in enumerate(spec.categorical_features):
+        frame[name] = categorical_values(categorical[:, j])
+    return frame

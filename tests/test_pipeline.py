@@ -208,3 +208,22 @@ def test_multiclass_and_regression_windows_match_scikit_learn():
     rows = {r["metric"]: r["value"] for r in reg.finish().window_metrics if r["segment"] == "all"}
     assert rows["mae"] == pytest.approx(mean_absolute_error(y, pred), rel=1e-12)
     assert rows["r2"] == pytest.approx(r2_score(y, pred), rel=1e-9)
+
+
+def test_domain_classifier_names_the_shifted_feature():
+    spec = make_spec(drift={"domain_classifier": True, "domain_sample": 600})
+    frame = reference_frame()
+    pipe = Pipeline({"m": load_reference(spec, frame)}, now_ms=lambda: T0 + 365 * DAY)
+    rng = np.random.default_rng(2)
+    same = [prediction(i, T0 + i, x=float(v), color=str(c)) for i, (v, c) in
+            enumerate(zip(rng.normal(0.0, 1.0, 1500), rng.choice(["red", "green", "blue"], 1500)))]
+    shifted = [prediction(10_000 + i, T0 + DAY + i, x=float(v), color=str(c)) for i, (v, c) in
+               enumerate(zip(rng.normal(1.5, 1.0, 1500), rng.choice(["red", "green", "blue"], 1500)))]
+    pipe.process(same + shifted)
+    rows = [r for r in pipe.finish().drift_results if r["target"] == "multivariate"]
+    auc = {r["window_start"]: r for r in rows if r["test"] == "domain_auc"}
+    assert auc[T0]["statistic"] < 0.6 and not auc[T0]["drifted"]
+    assert auc[T0 + DAY]["statistic"] > 0.75 and auc[T0 + DAY]["drifted"]
+    assert auc[T0 + DAY]["n_current"] == 600
+    importances = [r for r in rows if r["test"] == "domain_importance" and r["window_start"] == T0 + DAY]
+    assert max(importances, key=lambda r: r["effect_size"])["feature"] == "x"

@@ -27,7 +27,8 @@ import numpy as np
 
 from driftline.config import BINARY_METRICS, MULTICLASS_METRICS, REGRESSION_METRICS, ModelSpec
 from driftline.events import Prediction
-from driftline.monitors import NumericProfile, benjamini_hochberg, compare_many
+from driftline.monitors import NumericProfile, benjamini_hochberg, compare_many, domain_classifier
+from driftline.monitors.rows import RowSample, row_keys
 from driftline.monitors.baseline import supported_metrics, worse_than_baseline
 from driftline.monitors.business import business_value
 from driftline.monitors.fairness import FairnessAccumulator
@@ -36,6 +37,7 @@ from driftline.reference import (
     ModelReference,
     categorical_values,
     category,
+    feature_frame,
     new_metric_accumulator,
     update_metric_accumulator,
 )
@@ -44,6 +46,7 @@ from driftline.streams.state import State
 from driftline.streams.windows import is_closed, late_mask, window_starts
 
 ALL = "all"
+_MIN_DOMAIN_ROWS = 50
 
 
 def row_getter(names: list[str]) -> Any:
@@ -73,6 +76,7 @@ class DriftWindow:
     start: int
     accumulators: dict[str, Any]
     n: int = 0
+    rows: RowSample | None = None
 
 
 def _as_row_value(value: float | None) -> float | None:
@@ -129,10 +133,17 @@ class DriftProcessor:
             window = self.state.get(key)
             if window is None:
                 accs = {name: p.new_accumulator() for name, p in {**ref.profiles, **ref.prediction_profiles}.items()}
-                window = DriftWindow(model, version, start, accs)
+                rows = RowSample(spec.drift.domain_sample) if spec.drift.domain_classifier else None
+                window = DriftWindow(model, version, start, accs, rows=rows)
             everything = len(idx) == len(accepted)
             for name, acc in window.accumulators.items():
                 acc.update(columns[name] if everything else columns[name][idx])
+            if window.rows is not None:
+                chosen = [accepted[i] for i in idx]
+                categorical_matrix = np.empty((len(idx), len(spec.categorical_features)), dtype=object)
+                for j, name in enumerate(spec.categorical_features):
+                    categorical_matrix[:, j] = columns[name][idx]
+                window.rows.update(row_keys([e.event_id for e in chosen]), numeric[idx], categorical_matrix)
             window.n += len(idx)
             self.state[key] = window
         self.state[("watermark", model)] = max(watermark, int(ts.max()))
@@ -158,8 +169,35 @@ class DriftProcessor:
         tests = {"numeric": spec.drift.numeric_tests, "categorical": spec.drift.categorical_tests}
         profiles = {**ref.profiles, **ref.prediction_profiles}
         results = compare_many(profiles, window.accumulators, tests)
-        return drift_rows(spec, window.model, window.version, window.start, results,
+        rows = drift_rows(spec, window.model, window.version, window.start, results,
                           {name: "prediction" for name in ref.prediction_profiles}, revision=window.n)
+        if window.rows is not None and ref.domain_reference is not None and len(window.rows) >= _MIN_DOMAIN_ROWS:
+            rows.extend(self._domain(window, ref))
+        return rows
+
+    def _domain(self, window: DriftWindow, ref: ModelReference) -> list[dict[str, Any]]:
+        """Domain-classifier drift on the window's row sample: one AUC row, one row per feature
+        importance (target ``multivariate``)."""
+        spec = ref.spec
+        assert window.rows is not None and window.rows.numeric is not None and window.rows.categorical is not None
+        current = feature_frame(spec, window.rows.numeric, window.rows.categorical)
+        result = domain_classifier(ref.domain_reference, current, max_rows=spec.drift.domain_sample)
+        threshold = spec.drift.thresholds["domain_auc"]
+        common = {
+            "model": window.model, "version": window.version, "window_start": window.start,
+            "window_end": window.start + spec.window_ms, "target": "multivariate", "p_value": None,
+            "p_adjusted": None, "n_reference": result.n_reference, "n_current": result.n_current,
+            "exact": 0, "revision": window.n,
+        }
+        drifted = result.auc >= threshold and window.n >= spec.drift.min_samples
+        rows = [{**common, "feature": "*", "test": "domain_auc", "statistic": result.auc,
+                 "effect_size": result.auc, "threshold": threshold, "drifted": int(drifted)}]
+        rows.extend(
+            {**common, "feature": name, "test": "domain_importance", "statistic": value, "effect_size": value,
+             "threshold": None, "drifted": 0}
+            for name, value in result.importances.items()
+        )
+        return rows
 
 
 def drift_rows(
