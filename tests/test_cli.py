@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 
@@ -100,3 +101,33 @@ def test_sql_without_data_says_what_to_do(tmp_path):
     result = driftline("sql", "SELECT 1", "--data-dir", str(tmp_path / "none"))
     assert result.returncode == 2
     assert "run `driftline demo` or `driftline replay` first" in result.stderr
+
+
+def test_replay_reads_parquet_like_json_lines(tmp_path):
+    import orjson
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from driftline.scorers.scenario import CreditScenario
+    from driftline.storage import open_store
+
+    predictions, ground_truth, _, spec = CreditScenario(seed=11, n_events=6_000).write_event_files(tmp_path)
+    for path in (predictions, ground_truth):
+        rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        pq.write_table(pa.Table.from_pylist(rows), path.with_suffix(".parquet"))
+    runs = {}
+    for kind, suffix in (("jsonl", ".jsonl"), ("parquet", ".parquet")):
+        data_dir = tmp_path / kind
+        result = driftline("replay", "--spec", str(spec), "--predictions", str(predictions.with_suffix(suffix)),
+                           "--ground-truth", str(ground_truth.with_suffix(suffix)), "--data-dir", str(data_dir))
+        assert result.returncode == 0, result.stderr
+        with open_store(data_dir) as store:
+            runs[kind] = (
+                store.query_df("SELECT count() AS n FROM predictions FINAL")["n"][0],
+                store.query_df("SELECT count() AS n FROM dead_letters FINAL")["n"][0],
+                store.query_df("SELECT window_start, segment, metric, value FROM window_metrics FINAL "
+                               "ORDER BY window_start, segment, metric"),
+            )
+    assert runs["parquet"][0] == runs["jsonl"][0] > 0
+    assert runs["parquet"][1] == runs["jsonl"][1] == 0
+    pd.testing.assert_frame_equal(runs["parquet"][2], runs["jsonl"][2])
