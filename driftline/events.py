@@ -195,7 +195,7 @@ def _describe(error: msgspec.ValidationError, root: str) -> Rejection:
         path = at.group("path")
         text = text[: at.start()]
     if (m := _MISSING.match(text)) is not None:
-        return Rejection("missing_field", ".".join(p for p in (path, m.group("field")) if p))
+        return Rejection("missing_field", ".".join(p for p in (path, m.group("field")) if p), "a value", "nothing")
     if path == "model" and (m := _INVALID.match(text)) is not None:
         return Rejection("unknown_model", "model", "a model with a loaded spec", m.group("got"))
     if path == "schema_version":

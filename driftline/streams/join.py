@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from operator import attrgetter
+from sys import intern
 from typing import Any
 
 from driftline.events import GroundTruth, Prediction, Rejection
@@ -118,8 +119,11 @@ class Joiner:
                 continue
             values = getters[event.model](event.features)
             if entry is None:
-                state[key] = (_PREDICTION, event.ts, event.version, event.role, event.prediction, event.score,
-                              event.probabilities, values)
+                # Interned: every decoded event carries its own copies of these few distinct
+                # strings, and a waiting prediction holds them for up to the label TTL.
+                values = tuple(intern(v) if type(v) is str else v for v in values)
+                state[key] = (_PREDICTION, event.ts, intern(event.version), intern(event.role), event.prediction,
+                              event.score, event.probabilities, values)
             else:
                 _, label_ts, label, source = entry
                 state[key] = event.ts
