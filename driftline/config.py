@@ -40,6 +40,7 @@ CATEGORICAL_TESTS = ("chi2", "psi", "js")
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier")
 MULTICLASS_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "log_loss", "brier")
 REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
+RESERVED_NAMES = frozenset({"prediction", "score", "label"})
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -193,7 +194,6 @@ class ModelSpec(_Spec):
     reference: Reference
     classes: list[int | str] | None = None
     positive_label: int | str = 1
-    threshold: float = 0.5
     window: str = "1h"
     allowed_lateness: str = "5m"
     label_ttl: str = "30d"
@@ -254,6 +254,8 @@ def _check_semantics(spec: ModelSpec) -> list[tuple[str, str]]:
     for i, name in enumerate(names):
         if name in seen:
             problems.append((f"features[{i}].name", f"duplicate feature {name!r}"))
+        if name in RESERVED_NAMES:
+            problems.append((f"features[{i}].name", f"{name!r} is reserved for the model's output; rename the feature"))
         seen.add(name)
     if spec.task in ("binary", "multiclass"):
         labels = spec.class_labels
@@ -265,8 +267,6 @@ def _check_semantics(spec: ModelSpec) -> list[tuple[str, str]]:
             problems.append(("classes", f"class labels must be all int or all str, got {labels}"))
         if spec.task == "binary" and spec.positive_label not in labels:
             problems.append(("positive_label", f"expected one of {labels}, got {spec.positive_label!r}"))
-        if not 0.0 < spec.threshold < 1.0:
-            problems.append(("threshold", f"expected a probability in (0, 1), got {spec.threshold}"))
     elif spec.classes is not None:
         problems.append(("classes", "regression models have no classes"))
     for i, segment in enumerate(spec.segments):
@@ -284,6 +284,12 @@ def _check_semantics(spec: ModelSpec) -> list[tuple[str, str]]:
         problems.append(("cost_matrix", "a tp/fp/tn/fn cost matrix applies to binary models only"))
     if spec.allowed_lateness_ms > spec.label_ttl_ms:
         problems.append(("allowed_lateness", "must not exceed label_ttl"))
+    if spec.label_ttl_ms < spec.window_ms + spec.allowed_lateness_ms:
+        problems.append((
+            "label_ttl",
+            f"must be at least window + allowed_lateness ({spec.window} + {spec.allowed_lateness}): the join "
+            "remembers event ids for label_ttl to reject redelivered events while their window is open",
+        ))
     return problems
 
 

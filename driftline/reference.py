@@ -44,7 +44,7 @@ def categorical_values(values: Any) -> np.ndarray:
 
 def new_metric_accumulator(spec: ModelSpec) -> MetricAccumulator:
     if spec.task == "binary":
-        return BinaryAccumulator(positive_label=spec.positive_label, threshold=spec.threshold)
+        return BinaryAccumulator(positive_label=spec.positive_label)
     if spec.task == "multiclass":
         return MulticlassAccumulator(classes=spec.class_labels)
     return RegressionAccumulator()
@@ -60,17 +60,20 @@ def update_metric_accumulator(
 ) -> None:
     """Feed joined rows to a metric accumulator, choosing the inputs the task needs.
 
-    Binary rows without a score count for the thresholded metrics only; multiclass rows with
+    Binary rows without a score count for the confusion-based metrics only; multiclass rows with
     class probabilities also count for log loss and Brier.
     """
     if spec.task == "binary":
+        # The confusion counts come from the prediction the system made; the score feeds the
+        # ranking and probability metrics (ROC AUC, log loss, Brier) only.
         scored = [i for i, s in enumerate(scores) if s is not None]
         if len(scored) == len(scores):
-            acc.update(np.asarray(labels), np.asarray(scores, dtype=float))
+            acc.update(np.asarray(labels), np.asarray(scores, dtype=float), y_pred=np.asarray(predictions))
             return
         unscored = [i for i, s in enumerate(scores) if s is None]
         if scored:
-            acc.update(np.asarray([labels[i] for i in scored]), np.asarray([scores[i] for i in scored], dtype=float))
+            acc.update(np.asarray([labels[i] for i in scored]), np.asarray([scores[i] for i in scored], dtype=float),
+                       y_pred=np.asarray([predictions[i] for i in scored]))
         acc.update(np.asarray([labels[i] for i in unscored]), y_pred=np.asarray([predictions[i] for i in unscored]))
     elif spec.task == "multiclass":
         classes = [str(c) for c in spec.class_labels]

@@ -68,6 +68,8 @@ def test_good_spec_parses_with_defaults():
         (("reference", "path"), "ref.xlsx", "reference.path", "must end in .csv or .parquet"),
         (("model",), "credit'; DROP TABLE x", "model", "model must be 1-128 characters"),
         (("allowed_lateness",), "365d", "allowed_lateness", "must not exceed label_ttl"),
+        (("label_ttl",), "1d", "label_ttl", "must be at least window + allowed_lateness"),
+        (("features", 0, "name"), "score", "features[0].name", "reserved for the model's output"),
     ],
 )
 def test_wrong_spec_names_field(path, value, field, words):

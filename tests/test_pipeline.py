@@ -227,3 +227,16 @@ def test_domain_classifier_names_the_shifted_feature():
     assert auc[T0 + DAY]["n_current"] == 600
     importances = [r for r in rows if r["test"] == "domain_importance" and r["window_start"] == T0 + DAY]
     assert max(importances, key=lambda r: r["effect_size"])["feature"] == "x"
+
+
+def test_nullable_pandas_missing_values_are_missing_not_a_category():
+    frame = reference_frame()
+    frame["color"] = frame["color"].astype("string")
+    frame.loc[::5, "color"] = pd.NA
+    ref = load_reference(make_spec(), frame)
+    assert "<NA>" not in ref.profiles["color"].categories and ref.profiles["color"].n_missing == 400
+    pipe = Pipeline({"m": ref}, now_ms=lambda: T0 + 365 * DAY)
+    rng = np.random.default_rng(4)
+    colors = [None if i % 5 == 0 else str(c) for i, c in enumerate(rng.choice(["red", "green", "blue"], 2000))]
+    pipe.process([prediction(i, T0 + i, x=float(v), color=c) for i, (v, c) in enumerate(zip(rng.normal(size=2000), colors))])
+    assert not any(r["drifted"] for r in pipe.finish().drift_results if r["feature"] == "color")

@@ -176,7 +176,6 @@ class ScenarioFiles:
     ground_truth: Path
     reference: Path
     spec: Path
-    threshold: float
     predictions_frame: pd.DataFrame
     ground_truth_frame: pd.DataFrame
     features: dict[str, str]
@@ -205,7 +204,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> ScenarioFiles:
     frame["window_start"] = frame["ts"] - frame["ts"] % DAY_MS
     truths = pd.DataFrame([orjson.loads(line) for line in ground_truth.read_bytes().splitlines()])
     return ScenarioFiles(
-        directory, predictions, ground_truth, reference, spec_path, float(spec["threshold"]), frame, truths, kinds,
+        directory, predictions, ground_truth, reference, spec_path, frame, truths, kinds,
     )
 
 
@@ -251,10 +250,10 @@ def test_replay_processes_every_event(files: ScenarioFiles, joined: pd.DataFrame
     )
 
 
-def sklearn_metrics(rows: pd.DataFrame, threshold: float) -> dict[str, float]:
+def sklearn_metrics(rows: pd.DataFrame) -> dict[str, float]:
     y = rows["label"].to_numpy(dtype=int)
     score = rows["score"].to_numpy(dtype=float)
-    y_pred = (score >= threshold).astype(int)
+    y_pred = rows["prediction"].to_numpy(dtype=int)
     both_classes = len(np.unique(y)) == 2
     return {
         "accuracy": accuracy_score(y, y_pred),
@@ -291,7 +290,7 @@ def test_window_metrics_equal_scikit_learn(files: ScenarioFiles, joined: pd.Data
         for segment, (segment_predictions, rows) in segments.items():
             got = stored[(stored["window_start"] == start) & (stored["segment"] == segment)].set_index("metric")
             assert set(got.index) == set(METRICS), f"window {start} {segment}: stored metrics {sorted(got.index)}"
-            want = sklearn_metrics(rows, files.threshold) if len(rows) else dict.fromkeys(METRICS, math.nan)
+            want = sklearn_metrics(rows) if len(rows) else dict.fromkeys(METRICS, math.nan)
             n, n_predictions = len(rows), len(segment_predictions)
             for metric in METRICS:
                 row = got.loc[metric]

@@ -52,6 +52,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import pandas as pd
 
 __all__ = ["NumericAccumulator", "CategoricalAccumulator", "count_categories"]
 
@@ -78,6 +79,8 @@ def category(value: Any) -> str | None:
     """
     if type(value) is str or value is None:
         return value
+    if value is pd.NA or value is pd.NaT:
+        return None
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (float, np.floating)):

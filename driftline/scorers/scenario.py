@@ -704,7 +704,6 @@ class CreditScenario:
             "model": "credit",
             "task": "binary",
             "positive_label": 1,
-            "threshold": self.decision_threshold,
             "features": [{"name": name, "kind": "numeric"} for name in NUMERIC]
             + [{"name": name, "kind": "categorical"} for name in CATEGORICAL],
             "reference": {

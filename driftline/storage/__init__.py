@@ -1,4 +1,4 @@
-"""storage: driftline's ClickHouse tables, embedded (chDB) now, a server backend later.
+"""storage: driftline's ClickHouse tables, embedded (chDB) or on a ClickHouse server.
 
 Examples
 --------
@@ -30,6 +30,7 @@ from driftline.storage.base import (
     quote_literal,
     to_arrow_batch,
 )
+from driftline.storage.server import ServerBackend, StoreUnavailableError, _masked
 from driftline.storage.schema import (
     ALERTS,
     COLUMNS,
@@ -59,9 +60,11 @@ __all__ = [
     "LABELED",
     "MODEL_VERSIONS",
     "PREDICTIONS",
+    "ServerBackend",
     "Store",
     "StoreError",
     "StoreLockedError",
+    "StoreUnavailableError",
     "TABLES",
     "WINDOW_METRICS",
     "format_result",
@@ -86,8 +89,11 @@ def open_store(
     Parameters
     ----------
     target
-        A directory for the embedded chDB engine (default ``./driftline-data``). ``clickhouse://``
-        URLs name a ClickHouse server, which this build does not support yet.
+        A directory for the embedded chDB engine (default ``./driftline-data``), or a
+        ``clickhouse://user:password@host:9000/db`` URL of a ClickHouse server (24.x or later for
+        driftline's schema), whose path names the database (default ``driftline``); user and
+        password may come from ``DRIFTLINE_CLICKHOUSE_USER``/``DRIFTLINE_CLICKHOUSE_PASSWORD``.
+        See :mod:`driftline.storage.server` for retries and the local buffer.
     retention_days
         Days raw events (predictions, ground truth, labeled rows, dead letters) are kept after
         their event time, in [1, 10000]; ``None`` keeps them forever. Events already older than
@@ -100,6 +106,8 @@ def open_store(
     ------
     StoreLockedError
         Another process has the directory open.
+    StoreUnavailableError
+        The ClickHouse server did not answer.
 
     """
     apply_retention = retention_days != KEEP
@@ -111,10 +119,12 @@ def open_store(
     if not isinstance(target, (str, os.PathLike)):
         raise TypeError(f"target must be a path, a clickhouse:// URL or None, got {type(target).__name__}")
     text = os.fspath(target)
+    if text.startswith("clickhouse://"):
+        return _open_server_store(text, retention_days, apply_retention)
     if "://" in text:
         raise ValueError(
-            f"unsupported store URL {text!r}: this build stores data in an embedded chDB directory; "
-            "pass a directory path (the ClickHouse server backend is not in this build yet)"
+            f"unsupported store URL {_masked(text)!r}: pass a directory path for the "
+            "embedded chDB store or a clickhouse://user:password@host:9000/db URL"
         )
     from driftline.storage.embedded import ChdbBackend
 
@@ -122,6 +132,26 @@ def open_store(
     store = Store(backend, DATABASE, retention_days)
     try:
         store.create_schema(apply_retention)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _open_server_store(url: str, retention_days: int | None, apply_retention: bool) -> Store:
+    backend = ServerBackend(url)
+    store = Store(backend, backend.database, retention_days)
+    try:
+        store.create_schema(apply_retention)
+    except StoreError as exc:
+        store.close()
+        if backend.server_version >= (24,):
+            raise
+        version = ".".join(map(str, backend.server_version))
+        raise StoreError(
+            f"cannot create driftline's schema on ClickHouse {version} at {backend.address.host}:"
+            f"{backend.address.port}: it needs ClickHouse 24.x or later (DateTime64, Map, TTL); {exc}"
+        ) from None
     except BaseException:
         store.close()
         raise

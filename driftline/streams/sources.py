@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "timestamp"):
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
         return int(value.timestamp() * 1000)
     return value
 
@@ -56,11 +59,14 @@ def _parquet(path: Path, kind: str) -> Iterator[tuple[int, Message]]:
 
     source = path.name
     row = 0
+    last = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
         for record in batch.to_pylist():
             row += 1
             event = {k: _plain(v) for k, v in record.items() if v is not None}
-            yield int(event.get("ts", 0) or 0), Message(kind, orjson.dumps(event), source, f"row {row}")
+            if type(event.get("ts")) is int:
+                last = event["ts"]
+            yield last, Message(kind, orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY), source, f"row {row}")
 
 
 def read_events(path: str | Path, kind: str) -> Iterator[tuple[int, Message]]:
