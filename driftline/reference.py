@@ -137,6 +137,26 @@ def prediction_kinds(spec: ModelSpec, has_score: bool) -> dict[str, str]:
     return kinds
 
 
+def _as_classes(spec: ModelSpec, data: pd.DataFrame, column: str) -> list[Any]:
+    """A label or prediction column as the spec's class labels (a CSV may read ``"1"`` as 1,
+    Parquet may hold booleans); a value that is no class fails naming the column."""
+    values = data[column].tolist()
+    if spec.task == "regression":
+        return values
+    lookup = {category(c): c for c in spec.class_labels}
+    out: list[Any] = []
+    for value in values:
+        key = category(value)
+        if key is None:
+            out.append(None)
+        elif key in lookup:
+            out.append(lookup[key])
+        else:
+            raise SpecError(spec.reference.path, f"reference.{column}",
+                            f"expected one of the classes {spec.class_labels}, got {value!r}")
+    return out
+
+
 def load_reference(spec: ModelSpec, frame: pd.DataFrame | None = None) -> ModelReference:
     """Build a model's reference from its spec (reads the reference file unless ``frame``)."""
     data = _read(spec) if frame is None else frame
@@ -150,18 +170,22 @@ def load_reference(spec: ModelSpec, frame: pd.DataFrame | None = None) -> ModelR
     profiles = {f.name: fit_profile(f.name, f.kind, data[f.name].to_numpy(), spec) for f in spec.features}
     score_col = spec.reference.score_column
     has_score = bool(score_col) and score_col in data.columns
-    columns = {"prediction": spec.reference.prediction_column, "score": score_col}
+    labels = _as_classes(spec, data, spec.reference.label_column)
+    predictions = _as_classes(spec, data, spec.reference.prediction_column)
+    outputs = {"prediction": predictions, "score": data[score_col].tolist() if has_score else None}
     prediction_profiles = {
-        name: fit_profile(name, kind, data[columns[name]].to_numpy(), spec)
+        name: fit_profile(name, kind, np.asarray(outputs[name], dtype=object if kind == "categorical" else float), spec)
         for name, kind in prediction_kinds(spec, has_score).items()
         if spec.drift.prediction
     }
     label_kind = "numeric" if spec.task == "regression" else "categorical"
-    labels = data[spec.reference.label_column]
-    label_profile = fit_profile("label", label_kind, labels.to_numpy(), spec) if spec.drift.label else None
+    label_profile = (
+        fit_profile("label", label_kind, np.asarray(labels, dtype=object if label_kind == "categorical" else float), spec)
+        if spec.drift.label else None
+    )
     baseline = new_metric_accumulator(spec)
-    scores = data[score_col].tolist() if has_score else [None] * len(data)
-    update_metric_accumulator(spec, baseline, labels.tolist(), data[spec.reference.prediction_column].tolist(), scores)
+    scores = outputs["score"] if has_score else [None] * len(data)
+    update_metric_accumulator(spec, baseline, labels, predictions, scores)
     domain_reference = None
     if spec.drift.domain_classifier:
         sample = data.sample(n=min(len(data), spec.drift.domain_sample), random_state=0)

@@ -240,3 +240,17 @@ def test_nullable_pandas_missing_values_are_missing_not_a_category():
     colors = [None if i % 5 == 0 else str(c) for i, c in enumerate(rng.choice(["red", "green", "blue"], 2000))]
     pipe.process([prediction(i, T0 + i, x=float(v), color=c) for i, (v, c) in enumerate(zip(rng.normal(size=2000), colors))])
     assert not any(r["drifted"] for r in pipe.finish().drift_results if r["feature"] == "color")
+
+
+def test_reference_classes_are_mapped_and_checked():
+    from driftline.config import SpecError
+
+    frame = reference_frame()
+    frame["label"] = frame["label"].astype(str)
+    frame["prediction"] = frame["prediction"].astype(bool)
+    spec = make_spec(classes=["0", "1"], positive_label="1")
+    with pytest.raises(SpecError, match="reference.prediction: expected one of the classes"):
+        load_reference(spec, frame)
+    frame["prediction"] = frame["prediction"].astype(int)
+    baseline = load_reference(spec, frame).baseline.metrics()
+    assert baseline["positive_rate"] > 0.3 and baseline["recall"] > 0.3
