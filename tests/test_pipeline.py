@@ -254,3 +254,52 @@ def test_reference_classes_are_mapped_and_checked():
     frame["prediction"] = frame["prediction"].astype(int)
     baseline = load_reference(spec, frame).baseline.metrics()
     assert baseline["positive_rate"] > 0.3 and baseline["recall"] > 0.3
+
+
+def batches(messages, size):
+    return [messages[i:i + size] for i in range(0, len(messages), size)]
+
+
+def run_in_batches(messages, size, spec=None):
+    spec = spec or make_spec()
+    pipe = Pipeline({"m": load_reference(spec, reference_frame())}, now_ms=lambda: T0 + 365 * DAY)
+    outs = [pipe.process(batch) for batch in batches(messages, size)] + [pipe.finish()]
+    labeled = sorted(r.event_id for o in outs for r in o.labeled)
+    dead = sorted((d["code"], d["position"]) for o in outs for d in o.dead_letters)
+    final: dict = {}
+    for o in outs:
+        for r in o.window_metrics:
+            key = (r["window_start"], r["segment"], r["metric"])
+            if key not in final or r["revision"] >= final[key]["revision"]:
+                final[key] = r
+    values = {k: (r["n"], r["n_predictions"], r["revision"]) for k, r in final.items()}
+    return labeled, dead, values
+
+
+@pytest.mark.parametrize("stream", [
+    # a label right at the TTL edge, after the watermark moved on
+    [prediction(1, T0 + 1000), prediction(2, T0 + 10 * DAY + 3_600_000), label(1, T0 + 10 * DAY + 7_200_000)],
+    # a duplicate id with a later ts moving the watermark
+    [prediction(1, T0 + 1000), prediction(1, T0 + 5 * DAY), prediction(2, T0 + 2000), label(2, T0 + 3_600_000)],
+    # a label that waits across batches for its prediction
+    [label(3, T0 + 500), prediction(4, T0 + 600), prediction(3, T0 + 700), label(4, T0 + 800)],
+    # a late label for an early window after later windows closed
+    [prediction(i, T0 + i * 1000) for i in range(4)] + [label(0, T0 + 5000), prediction(10, T0 + 10 * DAY + 79_200_000),
+                                                        prediction(11, T0 + 11 * DAY), label(1, T0 + 11 * DAY + 1)],
+])
+def test_results_do_not_depend_on_batching(stream):
+    whole = run_in_batches(stream, len(stream))
+    for size in (1, 2, 3):
+        assert run_in_batches(stream, size) == whole, size
+
+
+def test_join_watermark_is_per_model():
+    frame = reference_frame()
+    a, b = make_spec(), make_spec(model="b")
+    pipe = Pipeline({"m": load_reference(a, frame), "b": load_reference(b, frame)}, now_ms=lambda: T0 + 365 * DAY)
+    late_b = orjson.dumps({"event_id": "x", "model": "b", "version": "v1", "ts": T0, "features": {"x": 0.0, "color": "red"},
+                           "prediction": 1, "score": 0.9})
+    out = pipe.process([prediction(1, T0 + 20 * DAY), Message(PREDICTION, late_b, "t", "b1"),
+                        Message(GROUND_TRUTH, orjson.dumps({"event_id": "x", "model": "b", "ts": T0 + 1, "label": 1}), "t", "b2")])
+    assert [r.event_id for r in out.labeled] == ["x"]
+    assert out.dead_letters == []

@@ -98,12 +98,11 @@ class Pipeline:
             max_future_ms=max(s.max_future_ms for s in specs),
         )
         self.decoder = EventDecoder(specs, limits, now_ms=now_ms)
-        ttl = max(s.label_ttl_ms for s in specs)
         carried = {
             s.model: tuple(s.segments) + ((s.protected_attribute,) if s.protected_attribute else ())
             for s in specs
         }
-        self.joiner = Joiner({} if join_state is None else join_state, ttl, carried)
+        self.joiner = Joiner({} if join_state is None else join_state, {s.model: s.label_ttl_ms for s in specs}, carried)
         self.drift = DriftProcessor({} if drift_state is None else drift_state, references)
         self.performance = PerformanceProcessor({} if perf_state is None else perf_state, references)
         self.counts = {"predictions": 0, "ground_truth": 0, "labeled": 0, "dead_letters": 0}
@@ -114,6 +113,10 @@ class Pipeline:
         predictions: dict[str, list[Prediction]] = {}
         origins: dict[int, Message] = {}
         truths: list[GroundTruth] = []
+        # Each label is joined against the watermark at its own place in the stream, so that
+        # the outcome does not depend on where the batches were cut.
+        running: dict[str, int] = {}
+        label_watermarks: list[int] = []
         decode_prediction = self.decoder.decode_prediction
         decode_truth = self.decoder.decode_ground_truth
         for message in messages:
@@ -121,9 +124,12 @@ class Pipeline:
                 if message.kind == PREDICTION:
                     event = decode_prediction(message.data)
                     predictions.setdefault(event.model, []).append(event)
+                    if event.ts > running.get(event.model, -1):
+                        running[event.model] = max(event.ts, self.joiner.watermark(event.model))
                 else:
                     event = decode_truth(message.data)
                     truths.append(event)
+                    label_watermarks.append(running.get(event.model) or self.joiner.watermark(event.model))
             except InvalidEvent as error:
                 out.dead_letters.append(dead_letter(message.source, message.position, message.data, error.rejection))
                 continue
@@ -144,7 +150,7 @@ class Pipeline:
             self.performance.add_predictions(model, accepted)
             out.predictions.extend(accepted)
             out.labeled.extend(joined)
-        joined, duplicates = self.joiner.add_ground_truth(truths, [origins[id(e)] for e in truths])
+        joined, duplicates = self.joiner.add_ground_truth(truths, [origins[id(e)] for e in truths], label_watermarks)
         for event, rejection in duplicates:
             self._reject(out, origins, event, rejection)
         duplicate_ids = {id(event) for event, _ in duplicates}

@@ -99,10 +99,17 @@ class DriftProcessor:
         return self.state.get(("watermark", model), 0)
 
     def split_late(self, model: str, events: list[Prediction]) -> tuple[list[Prediction], list[Prediction]]:
-        """(accepted, late): late events are those whose window the watermark had closed."""
+        """(accepted, late): late events are those whose window the watermark had closed.
+
+        Every decoded prediction advances the watermark (a late one cannot), duplicates
+        included, so the watermark is the same whichever batches the stream was cut into.
+        """
         spec = self.references[model].spec
         ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
-        late = late_mask(ts, self.watermark(model), spec.window_ms, spec.allowed_lateness_ms)
+        watermark = self.watermark(model)
+        late = late_mask(ts, watermark, spec.window_ms, spec.allowed_lateness_ms)
+        if len(ts):
+            self.state[("watermark", model)] = max(watermark, int(ts.max()))
         if not late.any():
             return events, []
         return [e for e, is_late in zip(events, late) if not is_late], [e for e, is_late in zip(events, late) if is_late]
@@ -113,7 +120,6 @@ class DriftProcessor:
             return
         ref = self.references[model]
         spec = ref.spec
-        watermark = self.watermark(model)
         ts = np.fromiter((e.ts for e in accepted), dtype=np.int64, count=len(accepted))
         features = [e.features for e in accepted]
         numeric = np.array(list(map(self._numeric[model], features)), dtype=float).reshape(len(accepted), -1)
@@ -146,7 +152,6 @@ class DriftProcessor:
                 window.rows.update(row_keys([e.event_id for e in chosen]), numeric[idx], categorical_matrix)
             window.n += len(idx)
             self.state[key] = window
-        self.state[("watermark", model)] = max(watermark, int(ts.max()))
 
     def close(self, force: bool = False) -> list[dict[str, Any]]:
         """Test every window the watermark has closed (all windows when ``force``)."""
@@ -279,9 +284,13 @@ class PerformanceProcessor:
         self.state = state
         self.references = references
         self._segments = {m: row_getter(r.spec.segments) for m, r in references.items()}
+        self.late_labels = 0
 
     def watermark(self, model: str) -> int:
         return self.state.get(("watermark", model), 0)
+
+    def _dropped(self, spec: ModelSpec, model: str, start: int) -> bool:
+        return start + spec.window_ms + spec.label_ttl_ms <= self.watermark(model)
 
     def _window(self, model: str, version: str, start: int) -> PerformanceWindow:
         key = ("perf", model, version, start)
@@ -325,6 +334,11 @@ class PerformanceProcessor:
         for (model, version, start), batch in groups.items():
             ref = self.references[model]
             spec = ref.spec
+            if ("perf", model, version, start) not in self.state and self._dropped(spec, model, start):
+                # The join refuses labels older than the TTL, so this only guards the invariant
+                # that a dropped window is never rebuilt from a partial set of rows.
+                self.late_labels += len(batch)
+                continue
             window = self._window(model, version, start)
             n_seg = len(spec.segments)
             by_values: dict[tuple[Any, ...], list[LabeledRow]] = {}
@@ -376,7 +390,7 @@ class PerformanceProcessor:
                 drift_out.extend(target_rows)
                 window.closed, window.dirty = True, False
                 self.state[key] = window
-            if not force and window.start + spec.window_ms + spec.label_ttl_ms <= watermark:
+            if not force and self._dropped(spec, window.model, window.start):
                 del self.state[key]
         return metric_rows, drift_out
 
