@@ -220,6 +220,10 @@ def replay(spec_paths: tuple[Path, ...], predictions: Path, ground_truth: Path |
     console = Console()
     started = time.perf_counter()
     specs = [load_spec(p) for p in spec_paths]
+    models = [s.model for s in specs]
+    repeated = sorted({m for m in models if models.count(m) > 1})
+    if repeated:
+        raise click.UsageError(f"--spec: model {', '.join(map(repr, repeated))} is defined by more than one spec")
     references = {s.model: load_reference(s) for s in specs}
     with open_store(data_dir) as store:
         summary = _run({"references": references, "store": store, "batch_size": batch_size},
