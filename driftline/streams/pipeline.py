@@ -1,8 +1,7 @@
 """The processing core both runtimes drive: decode, validate, join, window, test.
 
 :class:`Pipeline` takes batches of raw messages (bytes, as they come off a Kafka topic or a JSON
-Lines file), and returns an :class:`Output` holding the rows to store and the findings to
-report. All of its state lives in three mappings (join, drift, performance), so the embedded
+Lines file), and returns an :class:`Output` holding the rows to store. All of its state lives in three mappings (join, drift, performance), so the embedded
 runtime passes dicts and the Faust runtime passes Tables; the same input gives the same output.
 """
 
@@ -43,10 +42,6 @@ class Output:
     window_metrics: list[dict[str, Any]] = field(default_factory=list)
     drift_results: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
-
-    def extend(self, other: Output) -> None:
-        for name in self.__dataclass_fields__:
-            getattr(self, name).extend(getattr(other, name))
 
 
 def dead_letter(source: str, position: str, data: bytes, rejection: Rejection) -> dict[str, Any]:

@@ -8,8 +8,8 @@ batches the stream.
 
 Examples
 --------
->>> window_start(90_061_000, 3_600_000)
-90000000
+>>> window_starts(np.array([90_061_000]), 3_600_000)
+array([90000000])
 >>> late_mask(np.array([10, 5_000, 1_000, 9_000]), 0, window_ms=1_000, lateness_ms=500)
 array([False, False,  True, False])
 
@@ -20,13 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def window_start(ts_ms: int, window_ms: int) -> int:
-    """Start of the tumbling window holding ``ts_ms``."""
-    return ts_ms - ts_ms % window_ms
-
-
 def window_starts(ts_ms: np.ndarray, window_ms: int) -> np.ndarray:
-    """Vectorised :func:`window_start`."""
+    """Start of the tumbling window holding each timestamp."""
     return ts_ms - ts_ms % window_ms
 
 
