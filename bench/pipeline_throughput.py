@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from driftline.config import ModelSpec, parse_spec
+from driftline.config import parse_duration, ModelSpec, parse_spec
 from driftline.reference import ModelReference, load_reference
 from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Pipeline
 
@@ -57,13 +57,17 @@ CHECKPOINTS = (250_000, 500_000, 1_000_000)
 
 
 def make_spec(label_ttl: str = "30d") -> ModelSpec:
+    # A TTL shorter than a day needs shorter windows (the spec requires label_ttl >= window +
+    # allowed_lateness): the short-TTL memory run uses 30-minute windows.
+    short = parse_duration(label_ttl, "label_ttl") < parse_duration("1d", "window") + parse_duration("5m", "lateness")
     return parse_spec({
         "model": MODEL,
         "task": "binary",
         "features": [{"name": n, "kind": "numeric"} for n in NUMERIC]
         + [{"name": n, "kind": "categorical"} for n in CATEGORICAL],
         "reference": {"path": "reference.parquet"},
-        "window": "1d",
+        "window": "30m" if short else "1d",
+        "allowed_lateness": "5m",
         "label_ttl": label_ttl,
         "segments": [CATEGORICAL[0]],
     })
