@@ -33,10 +33,14 @@ LOGDIR="$CHDIR/log"
 CONF="$CHDIR/config.xml"
 USERS="$CHDIR/users.xml"
 PIDFILE="$CHDIR/clickhouse-server.pid"
+SERVICE="clickhouse-server"
+TAG="clickhouse-server"
+STATE_DIR="$CHDIR"
+CMDLINE_MATCH="$CONF"
+# shellcheck source=scripts/_service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_service.sh"
 CONSOLE="$LOGDIR/console.log"
 
-log() { printf 'clickhouse-server.sh: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
 
 server_bin() {
     command -v clickhouse-server 2>/dev/null || { [[ -x /usr/sbin/clickhouse-server ]] && echo /usr/sbin/clickhouse-server; }
@@ -52,14 +56,6 @@ sys.exit(0 if Client(sys.argv[1], port=int(sys.argv[2]), connect_timeout=2).exec
     fi
 }
 
-our_pid() {
-    local pid
-    [[ -f "$PIDFILE" ]] || return 1
-    pid="$(cat "$PIDFILE")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    tr "\\0" " " 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$CONF" || return 1
-    echo "$pid"
-}
 
 install_package() {
     [[ -n "$(server_bin)" ]] && command -v clickhouse-client >/dev/null && return 0
@@ -202,56 +198,7 @@ start() {
     die "clickhouse-server did not answer at $HOST:$PORT within ${TIMEOUT}s (pid $pid still runs)"
 }
 
-stop() {
-    local pid
-    if ! pid="$(our_pid)"; then
-        rm -f "$PIDFILE"
-        if probe; then
-            log "a server answers at $HOST:$PORT but was not started by this script ($PIDFILE); left alone"
-        else
-            log "not running"
-        fi
-        return 0
-    fi
-    log "stopping clickhouse-server (pid $pid)"
-    kill -TERM "$pid"
-    local i
-    for ((i = 0; i < 60; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid still runs after 30 s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDFILE"
-    log "stopped"
-}
 
-status() {
-    local pid
-    if probe; then
-        pid="$(our_pid || echo 'not ours')"
-        echo "clickhouse-server: running at $HOST:$PORT (pid $pid)"
-        return 0
-    fi
-    if pid="$(our_pid)"; then
-        echo "clickhouse-server: pid $pid runs but does not answer at $HOST:$PORT"
-    else
-        echo "clickhouse-server: not running"
-    fi
-    return 1
-}
 
-lock() {
-    mkdir -p "$CHDIR"
-    exec 9>"$CHDIR/.lock"
-    flock -w 300 9 || die "another clickhouse-server.sh start/stop holds $CHDIR/.lock"
-}
 
-case "${1:-}" in
-    start) lock; start ;;
-    stop) lock; stop ;;
-    status) status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
-esac
+service_main "$@"

@@ -44,10 +44,14 @@ LIB="$KDIR/lib-$VERSION"
 CONF="$KDIR/server.properties"
 LOG4J_CONF="$KDIR/log4j2.properties"
 PIDFILE="$KDIR/kafka.pid"
+SERVICE="Kafka"
+TAG="kafka"
+STATE_DIR="$KDIR"
+CMDLINE_MATCH="kafka.Kafka $CONF"
+# shellcheck source=scripts/_service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_service.sh"
 LOGFILE="$KDIR/kafka.log"
 
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
 
 show_log() {
     [[ -s "$1" ]] || return 0
@@ -97,14 +101,6 @@ sys.exit(0 if brokers else "no broker registered yet")
 EOF
 }
 
-our_pid() {
-    local pid
-    [[ -f "$PIDFILE" ]] || return 1
-    pid="$(cat "$PIDFILE")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    tr "\\0" " " 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "kafka.Kafka $CONF" || return 1
-    echo "$pid"
-}
 
 resolve() {
     [[ -f "$LIB/.complete" ]] && return 0
@@ -249,56 +245,7 @@ start() {
     die "Kafka did not answer at $HOST:$PORT within ${TIMEOUT}s (pid $pid still runs; log: $LOGFILE)"
 }
 
-stop() {
-    local pid
-    if ! pid="$(our_pid)"; then
-        rm -f "$PIDFILE"
-        if probe; then
-            log "a broker answers at $HOST:$PORT but was not started by this script ($PIDFILE); left alone"
-        else
-            log "not running"
-        fi
-        return 0
-    fi
-    log "stopping Kafka (pid $pid)"
-    kill -TERM "$pid"
-    local i
-    for ((i = 0; i < 60; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid still runs after 30 s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDFILE"
-    log "stopped"
-}
 
-status() {
-    local pid
-    if probe; then
-        pid="$(our_pid || echo 'not ours')"
-        echo "kafka: running at $HOST:$PORT (pid $pid)"
-        return 0
-    fi
-    if pid="$(our_pid)"; then
-        echo "kafka: pid $pid runs but does not answer at $HOST:$PORT"
-    else
-        echo "kafka: not running"
-    fi
-    return 1
-}
 
-lock() {
-    mkdir -p "$KDIR"
-    exec 9>"$KDIR/.lock"
-    flock -w 300 9 || die "another kafka.sh start/stop holds $KDIR/.lock"
-}
 
-case "${1:-}" in
-    start) lock; start ;;
-    stop) lock; stop ;;
-    status) status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
-esac
+service_main "$@"
