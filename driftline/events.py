@@ -157,7 +157,7 @@ def _typed_class(base: type[_Event], spec: ModelSpec, fields: list[tuple[str, An
 
 def _typed_classes(spec: ModelSpec) -> tuple[type[Prediction], type[GroundTruth]]:
     numeric: Any = Union[float, bool, None]
-    categorical: Any = Union[str, int, float, bool, None]
+    categorical: Any = Union[str, int, bool, None]
     features = msgspec.defstruct(
         f"{spec.model}Features",
         [(f.name, numeric if f.kind == "numeric" else categorical, None) for f in spec.features],
@@ -249,7 +249,7 @@ class EventDecoder:
     Without specs it checks the generic contract (any model). With specs, events of other models
     are refused as ``unknown_model`` and each model's features, prediction and label are checked
     against its spec: numeric features take numbers, booleans or null; categorical features take
-    strings, numbers (codes), booleans or null; classification predictions and labels must be one of
+    strings, integers (codes), booleans or null; classification predictions and labels must be one of
     the spec's classes, and a score must lie in [0, 1].
 
     Parameters
