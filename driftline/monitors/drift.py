@@ -468,12 +468,16 @@ def psi(profile: Any, acc: Any) -> DriftResult:
     >>> psi(["a", "b"] * 50, ["a", "b"] * 50).statistic
     0.0
     """
+    return _binned_effect(profile, acc, "psi", _psi_value)
+
+
+def _binned_effect(profile: Any, acc: Any, test: str, value_of: Any) -> DriftResult:
+    """A test without a p-value on the binned distributions: the statistic is the effect size."""
     profile, acc = _any_pair(profile, acc)
     if acc.n_valid == 0:
-        return _empty(profile, "psi", False)
-    ref, cur = _binned(profile, acc)
-    value = _psi_value(ref, cur)
-    return DriftResult(profile.name, "psi", value, None, value, profile.n_reference, acc.n_valid, True)
+        return _empty(profile, test, False)
+    value = value_of(*_binned(profile, acc))
+    return DriftResult(profile.name, test, value, None, value, profile.n_reference, acc.n_valid, True)
 
 
 def _js_value(ref: np.ndarray, cur: np.ndarray) -> float:
@@ -495,12 +499,7 @@ def jensen_shannon(profile: Any, acc: Any) -> DriftResult:
     >>> jensen_shannon(["a"] * 10, ["b"] * 10).statistic
     1.0
     """
-    profile, acc = _any_pair(profile, acc)
-    if acc.n_valid == 0:
-        return _empty(profile, "js", False)
-    ref, cur = _binned(profile, acc)
-    value = _js_value(ref, cur)
-    return DriftResult(profile.name, "js", value, None, value, profile.n_reference, acc.n_valid, True)
+    return _binned_effect(profile, acc, "js", _js_value)
 
 
 # --------------------------------------------------------------------------- Wasserstein
