@@ -19,7 +19,7 @@ from driftline.streams.sinks import StoreSink
 
 @dataclass
 class RunSummary:
-    """Counts of what a run processed and produced."""
+    """Counts of what a run processed and produced (the pipeline's counters at the end)."""
 
     messages: int = 0
     predictions: int = 0
@@ -28,14 +28,6 @@ class RunSummary:
     dead_letters: int = 0
     metric_rows: int = 0
     drift_rows: int = 0
-
-    def add(self, out: Output) -> None:
-        self.predictions += len(out.predictions)
-        self.ground_truth += len(out.ground_truth)
-        self.labeled += len(out.labeled)
-        self.dead_letters += len(out.dead_letters)
-        self.metric_rows += len(out.window_metrics)
-        self.drift_rows += len(out.drift_results)
 
 
 def _batches(messages: Iterable[Message], size: int) -> Iterator[list[Message]]:
@@ -77,18 +69,15 @@ class EmbeddedRunner:
         self.batch_size = batch_size
         self.on_output = on_output
 
-    def _handle(self, out: Output, summary: RunSummary, consumed: int) -> None:
+    def _handle(self, out: Output, consumed: int) -> None:
         if self.sink is not None:
             self.sink.write(out)
-        summary.add(out)
         if self.on_output is not None:
             self.on_output(out, consumed)
 
     def run(self, messages: Iterable[Message]) -> RunSummary:
         """Process every message, then close all windows (the stream is finite)."""
-        summary = RunSummary()
         for batch in _batches(messages, self.batch_size):
-            summary.messages += len(batch)
-            self._handle(self.pipeline.process(batch), summary, len(batch))
-        self._handle(self.pipeline.finish(), summary, 0)
-        return summary
+            self._handle(self.pipeline.process(batch), len(batch))
+        self._handle(self.pipeline.finish(), 0)
+        return RunSummary(**self.pipeline.counts)

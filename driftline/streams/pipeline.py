@@ -100,7 +100,9 @@ class Pipeline:
         self.joiner = Joiner({} if join_state is None else join_state, {s.model: s.label_ttl_ms for s in specs}, carried)
         self.drift = DriftProcessor({} if drift_state is None else drift_state, references)
         self.performance = PerformanceProcessor({} if perf_state is None else perf_state, references)
-        self.counts = {"predictions": 0, "ground_truth": 0, "labeled": 0, "dead_letters": 0}
+        self.counts = dict.fromkeys(
+            ("messages", "predictions", "ground_truth", "labeled", "dead_letters", "metric_rows", "drift_rows"), 0
+        )
 
     def process(self, messages: Iterable[Message]) -> Output:
         """Run one batch through the pipeline and return what it produced."""
@@ -115,6 +117,7 @@ class Pipeline:
         decode_prediction = self.decoder.decode_prediction
         decode_truth = self.decoder.decode_ground_truth
         for message in messages:
+            self.counts["messages"] += 1
             try:
                 if message.kind == PREDICTION:
                     event = decode_prediction(message.data)
@@ -191,3 +194,5 @@ class Pipeline:
         self.counts["ground_truth"] += len(out.ground_truth)
         self.counts["labeled"] += len(out.labeled)
         self.counts["dead_letters"] += len(out.dead_letters)
+        self.counts["metric_rows"] += len(out.window_metrics)
+        self.counts["drift_rows"] += len(out.drift_results)
