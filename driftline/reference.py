@@ -124,7 +124,7 @@ def fit_profile(name: str, kind: str, values: Any, spec: ModelSpec) -> Profile:
             reservoir_size=spec.drift.reservoir_size,
             name=name,
         )
-    return CategoricalProfile.fit(categorical_values(values), name=name)
+    return CategoricalProfile.fit(values, name=name)
 
 
 def prediction_kinds(spec: ModelSpec, has_score: bool) -> dict[str, str]:
