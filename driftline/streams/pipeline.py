@@ -15,7 +15,7 @@ from driftline.config import ModelSpec
 from driftline.events import EventDecoder, GroundTruth, InvalidEvent, Limits, Prediction, Rejection, encode
 from driftline.reference import ModelReference
 from driftline.streams.join import Joiner, LabeledRow, split_key
-from driftline.streams.processors import DriftProcessor, PerformanceProcessor
+from driftline.streams.processors import DriftProcessor, DriftWindow, PerformanceProcessor, PerformanceWindow
 from driftline.streams.state import State
 
 PREDICTION = "prediction"
@@ -42,6 +42,8 @@ class Output:
     window_metrics: list[dict[str, Any]] = field(default_factory=list)
     drift_results: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    drift_windows: list[DriftWindow] = field(default_factory=list)
+    perf_windows: list[PerformanceWindow] = field(default_factory=list)
 
 
 def dead_letter(source: str, position: str, data: bytes, rejection: Rejection) -> dict[str, Any]:
@@ -74,6 +76,11 @@ class Pipeline:
         The mappings holding all state (``dict`` in the embedded runtime).
     now_ms
         Wall clock for the future-timestamp check (injected for replays of history).
+    finalize
+        Test closed windows and return result rows (one partition is the whole stream). When
+        ``False``, closed windows are returned as partial windows in ``Output.drift_windows`` and
+        ``Output.perf_windows`` instead, for a :class:`~driftline.streams.merge.Merger` to
+        combine with the other partitions' before testing.
     """
 
     def __init__(
@@ -83,10 +90,12 @@ class Pipeline:
         drift_state: State | None = None,
         perf_state: State | None = None,
         now_ms: Callable[[], int] | None = None,
+        finalize: bool = True,
     ):
         if not references:
             raise ValueError("references must hold at least one model")
         self.references = references
+        self.finalize = finalize
         specs: list[ModelSpec] = [r.spec for r in references.values()]
         limits = Limits(
             max_event_bytes=max(s.limits.max_event_bytes for s in specs),
@@ -170,7 +179,15 @@ class Pipeline:
         self._count(out)
         return out
 
+    def watermarks(self, model: str) -> tuple[int, int]:
+        """The drift and performance watermarks of a model (what closes their windows)."""
+        return self.drift.watermark(model), self.performance.watermark(model)
+
     def _windows(self, out: Output, force: bool) -> None:
+        if not self.finalize:
+            out.drift_windows.extend(self.drift.close_windows(force))
+            out.perf_windows.extend(self.performance.emit_windows(force))
+            return
         out.drift_results.extend(self.drift.close(force))
         metrics, target_drift = self.performance.emit(force)
         out.window_metrics.extend(metrics)

@@ -78,6 +78,12 @@ class DriftWindow:
     n: int = 0
     rows: RowSample | None = None
 
+    def merge(self, other: DriftWindow) -> DriftWindow:
+        """The window of both partial windows' predictions (partitions of one stream)."""
+        accumulators = {name: acc.merge(other.accumulators[name]) for name, acc in self.accumulators.items()}
+        rows = self.rows.merge(other.rows) if self.rows is not None and other.rows is not None else self.rows
+        return DriftWindow(self.model, self.version, self.start, accumulators, self.n + other.n, rows)
+
 
 def _as_row_value(value: float | None) -> float | None:
     if value is None:
@@ -153,9 +159,8 @@ class DriftProcessor:
             window.n += len(idx)
             self.state[key] = window
 
-    def close(self, force: bool = False) -> list[dict[str, Any]]:
-        """Test every window the watermark has closed (all windows when ``force``)."""
-        rows: list[dict[str, Any]] = []
+    def close_windows(self, force: bool = False) -> list[DriftWindow]:
+        """Remove and return every window the watermark has closed (all of them when ``force``)."""
         ready = []
         for key, window in list(self.state.items()):
             if key[0] != "drift":
@@ -163,46 +168,52 @@ class DriftProcessor:
             spec = self.references[window.model].spec
             if force or is_closed(window.start, self.watermark(window.model), spec.window_ms, spec.allowed_lateness_ms):
                 ready.append((key, window))
-        for key, window in sorted(ready, key=lambda kv: (kv[1].start, kv[1].model, kv[1].version)):
-            rows.extend(self._test(window))
+        ready.sort(key=lambda kv: (kv[1].start, kv[1].model, kv[1].version))
+        for key, _ in ready:
             del self.state[key]
-        return rows
+        return [window for _, window in ready]
 
-    def _test(self, window: DriftWindow) -> list[dict[str, Any]]:
-        ref = self.references[window.model]
-        spec = ref.spec
-        tests = {"numeric": spec.drift.numeric_tests, "categorical": spec.drift.categorical_tests}
-        profiles = {**ref.profiles, **ref.prediction_profiles}
-        results = compare_many(profiles, window.accumulators, tests)
-        rows = drift_rows(spec, window.model, window.version, window.start, results,
-                          {name: "prediction" for name in ref.prediction_profiles}, revision=window.n)
-        if window.rows is not None and ref.domain_reference is not None and len(window.rows) >= _MIN_DOMAIN_ROWS:
-            rows.extend(self._domain(window, ref))
-        return rows
+    def close(self, force: bool = False) -> list[dict[str, Any]]:
+        """Test every window the watermark has closed (all windows when ``force``)."""
+        return [row for window in self.close_windows(force) for row in window_drift_rows(self.references[window.model], window)]
 
-    def _domain(self, window: DriftWindow, ref: ModelReference) -> list[dict[str, Any]]:
-        """Domain-classifier drift on the window's row sample: one AUC row, one row per feature
-        importance (target ``multivariate``)."""
-        spec = ref.spec
-        assert window.rows is not None and window.rows.numeric is not None and window.rows.categorical is not None
-        current = feature_frame(spec, window.rows.numeric, window.rows.categorical)
-        result = domain_classifier(ref.domain_reference, current, max_rows=spec.drift.domain_sample)
-        threshold = spec.drift.thresholds["domain_auc"]
-        common = {
-            "model": window.model, "version": window.version, "window_start": window.start,
-            "window_end": window.start + spec.window_ms, "target": "multivariate", "p_value": None,
-            "p_adjusted": None, "n_reference": result.n_reference, "n_current": result.n_current,
-            "exact": 0, "revision": window.n,
-        }
-        drifted = result.auc >= threshold and window.n >= spec.drift.min_samples
-        rows = [{**common, "feature": "*", "test": "domain_auc", "statistic": result.auc,
-                 "effect_size": result.auc, "threshold": threshold, "drifted": int(drifted)}]
-        rows.extend(
-            {**common, "feature": name, "test": "domain_importance", "statistic": value, "effect_size": value,
-             "threshold": None, "drifted": 0}
-            for name, value in result.importances.items()
-        )
-        return rows
+
+def window_drift_rows(ref: ModelReference, window: DriftWindow) -> list[dict[str, Any]]:
+    """The drift rows of a closed window: every test of the spec, and the domain classifier."""
+    spec = ref.spec
+    tests = {"numeric": spec.drift.numeric_tests, "categorical": spec.drift.categorical_tests}
+    profiles = {**ref.profiles, **ref.prediction_profiles}
+    results = compare_many(profiles, window.accumulators, tests)
+    rows = drift_rows(spec, window.model, window.version, window.start, results,
+                      {name: "prediction" for name in ref.prediction_profiles}, revision=window.n)
+    if window.rows is not None and ref.domain_reference is not None and len(window.rows) >= _MIN_DOMAIN_ROWS:
+        rows.extend(_domain_rows(window, ref))
+    return rows
+
+
+def _domain_rows(window: DriftWindow, ref: ModelReference) -> list[dict[str, Any]]:
+    """Domain-classifier drift on the window's row sample: one AUC row, one row per feature
+    importance (target ``multivariate``)."""
+    spec = ref.spec
+    assert window.rows is not None and window.rows.numeric is not None and window.rows.categorical is not None
+    current = feature_frame(spec, window.rows.numeric, window.rows.categorical)
+    result = domain_classifier(ref.domain_reference, current, max_rows=spec.drift.domain_sample)
+    threshold = spec.drift.thresholds["domain_auc"]
+    common = {
+        "model": window.model, "version": window.version, "window_start": window.start,
+        "window_end": window.start + spec.window_ms, "target": "multivariate", "p_value": None,
+        "p_adjusted": None, "n_reference": result.n_reference, "n_current": result.n_current,
+        "exact": 0, "revision": window.n,
+    }
+    drifted = result.auc >= threshold and window.n >= spec.drift.min_samples
+    rows = [{**common, "feature": "*", "test": "domain_auc", "statistic": result.auc,
+             "effect_size": result.auc, "threshold": threshold, "drifted": int(drifted)}]
+    rows.extend(
+        {**common, "feature": name, "test": "domain_importance", "statistic": value, "effect_size": value,
+         "threshold": None, "drifted": 0}
+        for name, value in result.importances.items()
+    )
+    return rows
 
 
 def drift_rows(
@@ -267,6 +278,21 @@ class PerformanceWindow:
     n_labeled: int = 0
     closed: bool = False
     dirty: bool = False
+
+    def merge(self, other: PerformanceWindow) -> PerformanceWindow:
+        """The window of both partial windows' predictions and labeled rows."""
+        segments = dict(self.segments)
+        for key, segment in other.segments.items():
+            mine = segments.get(key)
+            segments[key] = segment if mine is None else Segment(
+                mine.n_predictions + segment.n_predictions, mine.metrics.merge(segment.metrics))
+        labels = self.labels.merge(other.labels) if self.labels is not None and other.labels is not None else self.labels
+        fairness = (
+            self.fairness.merge(other.fairness) if self.fairness is not None and other.fairness is not None
+            else self.fairness
+        )
+        return PerformanceWindow(self.model, self.version, self.start, segments, labels, fairness,
+                                 self.n_labeled + other.n_labeled)
 
 
 def segment_keys(spec: ModelSpec, values: tuple[Any, ...]) -> list[str]:
@@ -370,14 +396,12 @@ class PerformanceProcessor:
             window.dirty = True
             self.state[("perf", model, version, start)] = window
 
-    def emit(self, force: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Rows of closed windows that changed since their last emission.
+    def emit_windows(self, force: bool = False) -> list[PerformanceWindow]:
+        """Closed windows that changed since their last emission (all windows when ``force``).
 
-        Returns metric rows and target-drift rows. Windows older than the label TTL are dropped
-        after their final emission.
+        Windows older than the label TTL are dropped after their final emission.
         """
-        metric_rows: list[dict[str, Any]] = []
-        drift_out: list[dict[str, Any]] = []
+        emitted: list[PerformanceWindow] = []
         for key, window in sorted(
             ((k, w) for k, w in self.state.items() if k[0] == "perf"), key=lambda kv: (kv[1].start, kv[1].model, kv[1].version)
         ):
@@ -385,78 +409,89 @@ class PerformanceProcessor:
             watermark = self.watermark(window.model)
             closed = force or is_closed(window.start, watermark, spec.window_ms, spec.allowed_lateness_ms)
             if closed and (not window.closed or window.dirty):
-                rows, target_rows = self._emit(window)
-                metric_rows.extend(rows)
-                drift_out.extend(target_rows)
+                emitted.append(window)
                 window.closed, window.dirty = True, False
                 self.state[key] = window
             if not force and self._dropped(spec, window.model, window.start):
                 del self.state[key]
+        return emitted
+
+    def emit(self, force: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Metric rows and target-drift rows of the windows :meth:`emit_windows` returns."""
+        metric_rows: list[dict[str, Any]] = []
+        drift_out: list[dict[str, Any]] = []
+        for window in self.emit_windows(force):
+            rows, target_rows = window_performance_rows(self.references[window.model], window)
+            metric_rows.extend(rows)
+            drift_out.extend(target_rows)
         return metric_rows, drift_out
 
-    def _emit(self, window: PerformanceWindow) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        ref = self.references[window.model]
-        spec = ref.spec
-        thresholds = {m.name: m for m in spec.metrics}
-        end = window.start + spec.window_ms
-        rows: list[dict[str, Any]] = []
-        baseline_values = ref.baseline.metrics()
-        for segment_key in sorted(window.segments):
-            segment = window.segments[segment_key]
-            acc = segment.metrics
-            values = acc.metrics()
-            coverage = acc.n / segment.n_predictions if segment.n_predictions else math.nan
-            named = {k: v for k, v in values.items() if k in _REPORTED}
-            if spec.cost_matrix is not None and acc.n:
-                value = business_value(acc, _costs(spec))
-                named["business_value"] = value.total
-                named["business_value_per_prediction"] = value.per_prediction
-            for metric, value in named.items():
-                test = None
-                if metric in supported_metrics(type(acc)) and acc.n:
-                    test = worse_than_baseline(metric, acc, ref.baseline)
-                limit = thresholds.get(metric)
-                threshold = None if limit is None else (limit.min if limit.min is not None else limit.max)
-                breached = False
-                if limit is not None and not math.isnan(value):
-                    breached = (limit.min is not None and value < limit.min) or (limit.max is not None and value > limit.max)
-                rows.append({
-                    "model": window.model,
-                    "version": window.version,
-                    "segment": segment_key,
-                    "window_start": window.start,
-                    "window_end": end,
-                    "metric": metric,
-                    "value": float(value),
-                    "n": int(acc.n),
-                    "n_predictions": int(segment.n_predictions),
-                    "label_coverage": float(coverage) if not math.isnan(coverage) else 0.0,
-                    "baseline": _as_row_value(baseline_values.get(metric)),
-                    "p_value": None if test is None else _as_row_value(test.p_value),
-                    "threshold": threshold,
-                    "breached": int(breached),
-                    "revision": window.n_labeled,
-                })
-        if window.fairness is not None and window.fairness.n:
-            report = window.fairness.result()
-            for metric, value in (("disparate_impact", report.min_disparate_impact), ("equal_opportunity_diff", report.equal_opportunity_difference)):
-                all_segment = window.segments.get(ALL)
-                rows.append({
-                    "model": window.model, "version": window.version, "segment": f"{spec.protected_attribute}=*",
-                    "window_start": window.start, "window_end": end, "metric": metric, "value": float(value),
-                    "n": int(window.fairness.n), "n_predictions": int(all_segment.n_predictions if all_segment else 0),
-                    "label_coverage": float(window.fairness.n / all_segment.n_predictions) if all_segment and all_segment.n_predictions else 0.0,
-                    "baseline": None, "p_value": None, "threshold": 0.8 if metric == "disparate_impact" else None,
-                    "breached": int(metric == "disparate_impact" and not math.isnan(value) and value < 0.8),
-                    "revision": window.n_labeled,
-                })
-        target_rows: list[dict[str, Any]] = []
-        if window.labels is not None and ref.label_profile is not None and window.n_labeled:
-            kind = "numeric" if spec.task == "regression" else "categorical"
-            tests = {kind: spec.drift.numeric_tests if kind == "numeric" else spec.drift.categorical_tests}
-            results = compare_many({"label": ref.label_profile}, {"label": window.labels}, tests)
-            target_rows = drift_rows(spec, window.model, window.version, window.start, results, {"label": "label"}, window.n_labeled)
-        return rows, target_rows
+
+def window_performance_rows(
+    ref: ModelReference, window: PerformanceWindow
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Metric rows (per segment, with baseline tests and fairness) and target-drift rows of a window."""
+    spec = ref.spec
+    thresholds = {m.name: m for m in spec.metrics}
+    end = window.start + spec.window_ms
+    rows: list[dict[str, Any]] = []
+    baseline_values = ref.baseline.metrics()
+    for segment_key in sorted(window.segments):
+        segment = window.segments[segment_key]
+        acc = segment.metrics
+        values = acc.metrics()
+        coverage = acc.n / segment.n_predictions if segment.n_predictions else math.nan
+        named = {k: v for k, v in values.items() if k in _REPORTED}
+        if spec.cost_matrix is not None and acc.n:
+            value = business_value(acc, _costs(spec))
+            named["business_value"] = value.total
+            named["business_value_per_prediction"] = value.per_prediction
+        for metric, value in named.items():
+            test = None
+            if metric in supported_metrics(type(acc)) and acc.n:
+                test = worse_than_baseline(metric, acc, ref.baseline)
+            limit = thresholds.get(metric)
+            threshold = None if limit is None else (limit.min if limit.min is not None else limit.max)
+            breached = False
+            if limit is not None and not math.isnan(value):
+                breached = (limit.min is not None and value < limit.min) or (limit.max is not None and value > limit.max)
+            rows.append({
+                "model": window.model,
+                "version": window.version,
+                "segment": segment_key,
+                "window_start": window.start,
+                "window_end": end,
+                "metric": metric,
+                "value": float(value),
+                "n": int(acc.n),
+                "n_predictions": int(segment.n_predictions),
+                "label_coverage": float(coverage) if not math.isnan(coverage) else 0.0,
+                "baseline": _as_row_value(baseline_values.get(metric)),
+                "p_value": None if test is None else _as_row_value(test.p_value),
+                "threshold": threshold,
+                "breached": int(breached),
+                "revision": window.n_labeled,
+            })
+    if window.fairness is not None and window.fairness.n:
+        report = window.fairness.result()
+        for metric, value in (("disparate_impact", report.min_disparate_impact), ("equal_opportunity_diff", report.equal_opportunity_difference)):
+            all_segment = window.segments.get(ALL)
+            rows.append({
+                "model": window.model, "version": window.version, "segment": f"{spec.protected_attribute}=*",
+                "window_start": window.start, "window_end": end, "metric": metric, "value": float(value),
+                "n": int(window.fairness.n), "n_predictions": int(all_segment.n_predictions if all_segment else 0),
+                "label_coverage": float(window.fairness.n / all_segment.n_predictions) if all_segment and all_segment.n_predictions else 0.0,
+                "baseline": None, "p_value": None, "threshold": 0.8 if metric == "disparate_impact" else None,
+                "breached": int(metric == "disparate_impact" and not math.isnan(value) and value < 0.8),
+                "revision": window.n_labeled,
+            })
+    target_rows: list[dict[str, Any]] = []
+    if window.labels is not None and ref.label_profile is not None and window.n_labeled:
+        kind = "numeric" if spec.task == "regression" else "categorical"
+        tests = {kind: spec.drift.numeric_tests if kind == "numeric" else spec.drift.categorical_tests}
+        results = compare_many({"label": ref.label_profile}, {"label": window.labels}, tests)
+        target_rows = drift_rows(spec, window.model, window.version, window.start, results, {"label": "label"}, window.n_labeled)
+    return rows, target_rows
 
 
 _REPORTED = frozenset(BINARY_METRICS + MULTICLASS_METRICS + REGRESSION_METRICS)

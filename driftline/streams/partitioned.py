@@ -1,0 +1,178 @@
+"""What one partition number of a partitioned deployment runs, checkpointable as one unit.
+
+Predictions and ground truth are co-partitioned by ``event_id``, and partial windows travel on
+an internal topic with the same number of partitions (each model's partials to one of them).
+The worker that owns partition ``p`` therefore owns three inputs: predictions ``p``, ground
+truth ``p`` and partials ``p``. A :class:`PartitionRunner` holds everything they need: a
+:class:`~driftline.streams.pipeline.Pipeline` (``finalize=False``) for the first two, a
+:class:`~driftline.streams.merge.Merger` for the third, and the next offset of each input.
+
+Its state is captured by :meth:`PartitionRunner.snapshot` as one blob *together with those
+offsets*, so restoring it and skipping the messages before them gives exactly the state a
+run without a crash would have. Sent partials and stored rows are idempotent, so the
+messages replayed after the snapshot may repeat them harmlessly.
+
+Examples
+--------
+>>> partition_for("credit", 4) in range(4)
+True
+
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from driftline.reference import ModelReference
+from driftline.streams.merge import Merger
+from driftline.streams.pipeline import Message, Output, Pipeline
+from driftline.streams.processors import DriftWindow, PerformanceWindow
+
+SNAPSHOT_VERSION = 1
+
+
+def partition_for(model: str, partitions: int) -> int:
+    """The partials partition of a model (stable across processes, unlike ``hash``)."""
+    return zlib.crc32(model.encode()) % partitions
+
+
+@dataclass
+class Partials:
+    """One partition's closed partial windows of one model, with its watermarks."""
+
+    partition: int
+    model: str
+    watermarks: tuple[int, int]
+    drift_windows: list[DriftWindow] = field(default_factory=list)
+    perf_windows: list[PerformanceWindow] = field(default_factory=list)
+
+    # pickle, not a portable format: these travel only between driftline workers of one
+    # deployment, on an internal topic, and pickle serialises the accumulators' numpy state
+    # without a second hand-written codec.
+    def to_bytes(self) -> bytes:
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def from_bytes(data: bytes) -> Partials:
+        value = pickle.loads(data)
+        if not isinstance(value, Partials):
+            raise ValueError(f"not a Partials message: {type(value).__name__}")
+        return value
+
+
+class PartitionRunner:
+    """The pipeline of source partition ``partition`` and the merger of partials partition
+    ``partition``.
+
+    Parameters
+    ----------
+    partition
+        The partition number this runner owns.
+    references
+        Per model, its spec and reference.
+    partitions
+        How many partitions the source topics have.
+    now_ms
+        Wall clock for the future-timestamp check.
+    """
+
+    def __init__(
+        self,
+        partition: int,
+        references: dict[str, ModelReference],
+        partitions: int,
+        now_ms: Callable[[], int] | None = None,
+        _state: dict[str, Any] | None = None,
+    ):
+        if not isinstance(partition, int) or not 0 <= partition < partitions:
+            raise ValueError(f"partition must be an int in [0, {partitions}), got {partition!r}")
+        state = _state or {"join": {}, "drift": {}, "perf": {}, "merge": {}, "sent": {}, "offsets": {}, "counts": None}
+        self.partition = partition
+        self.partitions = partitions
+        self.references = references
+        self.pipeline = Pipeline(references, state["join"], state["drift"], state["perf"], now_ms=now_ms, finalize=False)
+        if state["counts"] is not None:
+            self.pipeline.counts = state["counts"]
+        self.merger = Merger(state["merge"], references, partitions)
+        self.offsets: dict[str, int] = state["offsets"]
+        self._sent: dict[str, tuple[int, int]] = state["sent"]
+        self._expected: dict[str, int] = {}
+        self._state = state
+
+    def expect(self, topic: str, offset: int) -> None:
+        """Accept nothing from ``topic`` before the message at ``offset`` (where the consumer was
+        just positioned); messages still buffered from an older position are skipped."""
+        self._expected[topic] = offset
+
+    def seen(self, topic: str, offset: int) -> bool:
+        """Whether to skip the message at ``offset`` of ``topic`` (this partition): it was
+        consumed already, or it precedes the expected position. If not, it counts as consumed."""
+        if offset < self.offsets.get(topic, 0):
+            return True
+        expected = self._expected.get(topic)
+        if expected is not None:
+            if offset != expected:
+                return True
+            del self._expected[topic]
+        self.offsets[topic] = offset + 1
+        return False
+
+    def process_sources(self, messages: list[Message]) -> tuple[Output, list[Partials]]:
+        """Run prediction and ground-truth messages; returns the rows to store and the partials
+        to send (one per model whose watermark moved or whose windows closed)."""
+        out = self.pipeline.process(messages)
+        return out, self._partials(out)
+
+    def process_partials(self, payloads: list[bytes]) -> Output:
+        """Merge partials messages; returns the window metric and drift rows that became final."""
+        out = Output()
+        for payload in payloads:
+            partials = Partials.from_bytes(payload)
+            merged = self.merger.add(
+                partials.partition, partials.model, partials.watermarks, partials.drift_windows, partials.perf_windows
+            )
+            out.window_metrics.extend(merged.window_metrics)
+            out.drift_results.extend(merged.drift_results)
+        return out
+
+    def _partials(self, out: Output) -> list[Partials]:
+        by_model: dict[str, Partials] = {}
+        for model in self.references:
+            marks = self.pipeline.watermarks(model)
+            if marks != self._sent.get(model, (0, 0)):
+                by_model[model] = Partials(self.partition, model, marks)
+                self._sent[model] = marks
+        for window in out.drift_windows:
+            by_model.setdefault(window.model, Partials(self.partition, window.model, self.pipeline.watermarks(window.model)))
+            by_model[window.model].drift_windows.append(window)
+        for window in out.perf_windows:
+            by_model.setdefault(window.model, Partials(self.partition, window.model, self.pipeline.watermarks(window.model)))
+            by_model[window.model].perf_windows.append(window)
+        return list(by_model.values())
+
+    def snapshot(self) -> bytes:
+        """All state and input offsets as one blob (see the note on pickle in :class:`Partials`)."""
+        self._state["counts"] = self.pipeline.counts
+        return pickle.dumps(
+            {"version": SNAPSHOT_VERSION, "partition": self.partition, "partitions": self.partitions, **self._state},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    @classmethod
+    def restore(
+        cls,
+        blob: bytes,
+        references: dict[str, ModelReference],
+        partitions: int,
+        now_ms: Callable[[], int] | None = None,
+    ) -> PartitionRunner:
+        """A runner continuing from :meth:`snapshot`'s state."""
+        state = pickle.loads(blob)
+        if state.pop("version", None) != SNAPSHOT_VERSION:
+            raise ValueError("checkpoint was written by an incompatible driftline version")
+        if state.pop("partitions") != partitions:
+            raise ValueError(f"checkpoint was written for a different partition count than {partitions}")
+        return cls(state.pop("partition"), references, partitions, now_ms=now_ms, _state=state)

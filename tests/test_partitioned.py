@@ -1,0 +1,130 @@
+"""A stream split over partitions, merged, gives the single pipeline's results.
+
+Pure logic (no broker): the scenario's messages are spread over four partitions by ``event_id``
+as Kafka's producer would, each partition runs its own :class:`PartitionRunner`, their partials
+are routed to the runner owning the model's partials partition, and the stored rows are compared
+with one :class:`Pipeline` over the whole stream. Also checked: a runner restored from a snapshot
+and fed the messages after it ends where the uninterrupted runner ends, and replayed partials do
+not change anything.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+
+from driftline.config import load_spec
+from driftline.reference import load_reference
+from driftline.scorers.scenario import CreditScenario
+from driftline.streams.partitioned import Partials, PartitionRunner, partition_for
+from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Pipeline
+from driftline.streams.sources import merged
+
+PARTITIONS = 4
+N_EVENTS = 25_000
+METRIC_KEY = ("model", "version", "segment", "window_start", "metric")
+DRIFT_KEY = ("model", "version", "window_start", "target", "feature", "test")
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[Message]]:
+    directory = tmp_path_factory.mktemp("partitioned")
+    predictions, ground_truth, _, spec_path = CreditScenario(n_events=N_EVENTS, seed=11).write_event_files(directory)
+    spec = load_spec(spec_path)
+    references = {spec.model: load_reference(spec)}
+    return references, list(merged(predictions, ground_truth))
+
+
+def partition_of(message: Message) -> int:
+    event_id = orjson.loads(message.data)["event_id"]
+    return zlib.crc32(event_id.encode()) % PARTITIONS
+
+
+def latest(rows: list[dict], key: tuple[str, ...]) -> dict[tuple, dict]:
+    """The row per key with the highest revision (what ReplacingMergeTree keeps)."""
+    kept: dict[tuple, dict] = {}
+    for row in rows:
+        k = tuple(row[name] for name in key)
+        if k not in kept or row["revision"] >= kept[k]["revision"]:
+            kept[k] = row
+    return kept
+
+
+def assert_rows_equal(left: dict[tuple, dict], right: dict[tuple, dict]) -> None:
+    assert left.keys() == right.keys()
+    for k in left:
+        for name, value in left[k].items():
+            other = right[k][name]
+            if isinstance(value, float) and isinstance(other, float):
+                assert value == pytest.approx(other, rel=1e-9, abs=1e-12, nan_ok=True), (k, name)
+            else:
+                assert value == other, (k, name)
+
+
+def run_partitioned(references: dict, messages: list[Message], batch: int, cut: int | None = None) -> tuple[list, list]:
+    runners = {p: PartitionRunner(p, references, PARTITIONS, now_ms=lambda: 2**62) for p in range(PARTITIONS)}
+    queues: dict[int, list[Message]] = {p: [] for p in range(PARTITIONS)}
+    for message in messages:
+        queues[partition_of(message)].append(message)
+    metrics: list[dict] = []
+    drift: list[dict] = []
+    for start in range(0, max(len(q) for q in queues.values()), batch):
+        for p in range(PARTITIONS):
+            chunk = queues[p][start:start + batch]
+            if not chunk:
+                continue
+            if cut is not None and start == cut:
+                runners[p] = PartitionRunner.restore(runners[p].snapshot(), references, PARTITIONS, now_ms=lambda: 2**62)
+            _, partials = runners[p].process_sources(chunk)
+            for item in partials:
+                payload = item.to_bytes()
+                owner = runners[partition_for(item.model, PARTITIONS)]
+                out = owner.process_partials([payload, payload])
+                metrics.extend(out.window_metrics)
+                drift.extend(out.drift_results)
+    return metrics, drift
+
+
+def test_partitioned_equals_single_pipeline(scenario: tuple[dict, list[Message]]) -> None:
+    references, messages = scenario
+    single = Pipeline(references, now_ms=lambda: 2**62)
+    out = single.process(messages)
+    metrics, drift = run_partitioned(references, messages, batch=700)
+    merged_metrics, merged_drift = latest(metrics, METRIC_KEY), latest(drift, DRIFT_KEY)
+    # The partitioned stream has no end-of-stream flush: only windows every partition has
+    # passed are final. The single pipeline closed the same windows without finishing.
+    want_metrics, want_drift = latest(out.window_metrics, METRIC_KEY), latest(out.drift_results, DRIFT_KEY)
+    assert len({k[2] for k in merged_drift}) >= 3 and len(merged_metrics) > 50
+    assert {k[2] for k in merged_drift} == {k[2] for k in want_drift}
+    assert_rows_equal(merged_metrics, want_metrics)
+    assert_rows_equal(merged_drift, want_drift)
+
+
+def test_restored_runner_continues_exactly(scenario: tuple[dict, list[Message]]) -> None:
+    references, messages = scenario
+    plain = run_partitioned(references, messages, batch=500)
+    restored = run_partitioned(references, messages, batch=500, cut=1500)
+    assert_rows_equal(latest(restored[0], METRIC_KEY), latest(plain[0], METRIC_KEY))
+    assert_rows_equal(latest(restored[1], DRIFT_KEY), latest(plain[1], DRIFT_KEY))
+
+
+def test_seen_skips_consumed_offsets(scenario: tuple[dict, list[Message]]) -> None:
+    references, _ = scenario
+    runner = PartitionRunner(0, references, PARTITIONS)
+    assert [runner.seen("t", o) for o in (0, 1, 1, 0, 2)] == [False, False, True, True, False]
+    restored = PartitionRunner.restore(runner.snapshot(), references, PARTITIONS)
+    assert restored.seen("t", 2) and not restored.seen("t", 3) and not restored.seen("other", 0)
+    with pytest.raises(ValueError, match="different partition count"):
+        PartitionRunner.restore(runner.snapshot(), references, PARTITIONS + 1)
+
+
+def test_partials_reject_foreign_payloads() -> None:
+    import pickle
+
+    with pytest.raises(ValueError, match="not a Partials message"):
+        Partials.from_bytes(pickle.dumps({"x": 1}))
+    assert math.isfinite(partition_for("m", 3))
