@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 
 import numpy as np
+import orjson
 import pytest
+from kafka import KafkaProducer
+from kafka.future import Future
 
 from driftline.events import EventDecoder, InvalidEvent
 from driftline.scorers.sdk import DriftlineProducer, new_event_id
@@ -130,19 +135,16 @@ def test_password_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
     assert secret not in str(error.value)
 
 
-# --- event validation ----------------------------------------------------------------------
+# --- event validation on the caller's thread -------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"features": {"age": float("nan")}}, r"features\['age'\] must be a finite number or None, got nan"),
-        ({"features": {"x": np.float32("inf")}}, r"features\['x'\] must be a finite number"),
-        ({"features": {"x": -np.inf}}, r"features\['x'\] must be a finite number"),
         ({"score": float("nan")}, "score must be a finite number or None, got nan"),
-        ({"probabilities": {"0": 0.5, "1": float("nan")}}, r"probabilities\['1'\] must be a finite number"),
-        ({"explanation": {"age": float("inf")}}, r"explanation\['age'\] must be a finite number"),
+        ({"score": np.float32("inf")}, "score must be a finite number or None, got .*inf"),
         ({"latency_ms": float("nan")}, "latency_ms must be a finite number"),
+        ({"latency_ms": -np.inf}, "latency_ms must be a finite number"),
         ({"prediction": float("nan")}, "prediction must be a finite number"),
     ],
 )
@@ -162,15 +164,15 @@ def test_non_finite_numbers_are_refused(offline: DriftlineProducer, overrides: d
         ({"model": 7}, "model"),
         ({"version": 3}, "version"),
         ({"features": [1, 2]}, "features"),
-        ({"features": {1: 2.0}}, "features"),
-        ({"features": {"age": [41]}}, "features.age"),
-        ({"features": {"age": object()}}, r"features\['age'\]"),
         ({"prediction": None}, "prediction"),
         ({"prediction": [1]}, "prediction"),
         ({"score": "high"}, "score"),
+        ({"score": True}, "score"),
         ({"probabilities": [0.2, 0.8]}, "probabilities"),
-        ({"explanation": {"age": "big"}}, "explanation.age"),
+        ({"explanation": "age"}, "explanation"),
         ({"role": 1}, "role"),
+        ({"action": None}, "action"),
+        ({"host": b"scorer-1"}, "host"),
         ({"latency_ms": "3ms"}, "latency_ms"),
         ({"entity_id": 5}, "entity_id"),
         ({"event_id": 123}, "event_id"),
@@ -178,6 +180,7 @@ def test_non_finite_numbers_are_refused(offline: DriftlineProducer, overrides: d
         ({"event_id": "x" * 300}, "event_id"),
         ({"ts": "2026-01-05"}, "ts"),
         ({"ts": 1.5e12}, "ts"),
+        ({"ts": True}, "ts"),
         ({"ts": 5}, "ts"),
         ({"ts": int(time.time() * 1000) + 3_600_000}, "ts"),
     ],
@@ -190,11 +193,30 @@ def test_wrong_or_missing_prediction_fields_name_the_field(
     assert offline.stats()["queued"] == 0
 
 
-def test_contract_errors_carry_the_structured_rejection(offline: DriftlineProducer) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "rejection"),
+    [
+        ({"score": "high"}, ("wrong_type", "score", "float or null", "str")),
+        ({"features": [1]}, ("wrong_type", "features", "object", "array")),
+        ({"prediction": {"a": 1}}, ("wrong_type", "prediction", "bool | int | float | str", "object")),
+        ({"ts": 1.5e12}, ("wrong_type", "ts", "int", "float")),
+        ({"ts": 5}, ("implausible_timestamp", "ts", ">= 946684800000 (2000-01-01, ms)", "5")),
+        ({"event_id": ""}, ("invalid_value", "event_id", "1 to 256 characters", "''")),
+    ],
+)
+def test_caller_errors_carry_the_decoders_rejection(
+    offline: DriftlineProducer, overrides: dict, rejection: tuple[str, str, str, str]
+) -> None:
+    """The caller's checks name the same code, field, expected and got as a worker's decoder."""
+    event = prediction(**{"event_id": "e-1", "ts": 1767571200000, "score": 0.5, **overrides})
     with pytest.raises(InvalidEvent) as error:
-        offline.log_prediction(**prediction(features={"age": {"nested": 1}}))
-    assert error.value.rejection.code == "wrong_type"
-    assert error.value.rejection.field == "features.age"
+        offline.log_prediction(**event)
+    got = error.value.rejection
+    assert (got.code, got.field, got.expected, got.got) == rejection
+    decoder_view = {**event, "schema_version": 1, "host": "h"}
+    with pytest.raises(InvalidEvent) as decoded:
+        EventDecoder().decode_prediction(orjson.dumps(decoder_view))
+    assert decoded.value.rejection == got
 
 
 def test_an_omitted_required_argument_is_a_type_error(offline: DriftlineProducer) -> None:
@@ -208,12 +230,16 @@ def test_an_omitted_required_argument_is_a_type_error(offline: DriftlineProducer
     ("overrides", "field"),
     [
         ({"event_id": None}, "event_id"),
+        ({"event_id": 7}, "event_id"),
+        ({"event_id": "x" * 257}, "event_id"),
         ({"model": ""}, "model"),
+        ({"model": None}, "model"),
         ({"label": float("nan")}, "label must be a finite number"),
         ({"label": None}, "label"),
         ({"label": {"a": 1}}, "label"),
         ({"source": 3}, "source"),
         ({"ts": "yesterday"}, "ts"),
+        ({"ts": 5}, "ts"),
     ],
 )
 def test_wrong_or_missing_ground_truth_fields_name_the_field(
@@ -238,29 +264,140 @@ def test_valid_events_are_accepted_with_defaults_and_numpy_scalars(offline: Drif
         action="approve",
         role="challenger",
         entity_id="cust-1",
+        ts=np.int64(1767571200000),
     )
     assert uuid.UUID(event_id).version == 4
     assert offline.log_prediction(**prediction(event_id="app-7")) == "app-7"
-    assert offline.log_ground_truth(event_id=event_id, model="credit", label=0, source="chargeback") == event_id
+    assert offline.log_ground_truth(event_id=event_id, model="credit", label=np.bool_(True), source="chargeback") == event_id
+    assert offline.log_ground_truth(event_id=event_id, model="credit", label=np.float64(0.5)) == event_id
+    assert offline.stats()["queued"] == 4
     assert len({new_event_id() for _ in range(1000)}) == 1000
 
 
-def test_encoded_event_round_trips_the_contract() -> None:
-    producer = DriftlineProducer(UNREACHABLE, bootstrap_timeout_ms=3_000, max_queue=10)
-    try:
+class Captured:
+    """Stands in for KafkaProducer: records what the sender thread hands over."""
+
+    DEFAULT_CONFIG = KafkaProducer.DEFAULT_CONFIG
+    sends: list[tuple[str, bytes, bytes]]
+
+    def __init__(self, **config: object) -> None:
+        self.sends = Captured.sends
+
+    def send(self, topic: str, value: bytes, key: bytes) -> Future:
+        self.sends.append((topic, key, value))
+        return Future().success(None)
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bytes, bytes]]:
+    """Replace kafka-python's producer by :class:`Captured`; yields the list of sends."""
+    from driftline.scorers import sdk
+
+    Captured.sends = []
+    monkeypatch.setattr(sdk, "KafkaProducer", Captured)
+    return Captured.sends
+
+
+def test_encoded_event_round_trips_the_contract(captured: list) -> None:
+    with DriftlineProducer(UNREACHABLE) as producer:
         event_id = producer.log_prediction(**prediction(score=0.5, ts=1767571200000, host="scorer-2"))
         producer.log_ground_truth(event_id=event_id, model="credit", label=0, ts=1767571300000)
-        (topic_p, id_p, data_p), (topic_g, id_g, data_g) = list(producer._queue)
-    finally:
-        producer.close(timeout=0)
+        producer.flush(timeout=10)
+    (topic_p, id_p, data_p), (topic_g, id_g, data_g) = captured
     decoder = EventDecoder()
     pred = decoder.decode_prediction(data_p)
     truth = decoder.decode_ground_truth(data_g)
     assert (topic_p, topic_g) == ("driftline.predictions", "driftline.ground_truth")
-    assert id_p == id_g == pred.event_id == truth.event_id == event_id
+    assert id_p == id_g == pred.event_id.encode() == truth.event_id.encode() == event_id.encode()
     assert (pred.model, pred.version, pred.ts, pred.score, pred.host) == ("credit", "v3", 1767571200000, 0.5, "scorer-2")
     assert pred.features == FEATURES
     assert (truth.label, truth.ts) == (0, 1767571300000)
+    assert b"latency_ms" not in data_p and b"probabilities" not in data_p  # None is left out
+
+
+def test_mappings_are_copied_at_the_call(captured: list) -> None:
+    """The sender encodes later: changing the caller's dict afterwards must not change the event."""
+    features = dict(FEATURES)
+    probabilities = {"0": 0.4, "1": 0.6}
+    with DriftlineProducer(UNREACHABLE) as producer:
+        producer.log_prediction(**prediction(features=features, probabilities=probabilities))
+        producer.log_prediction(**prediction(features=MappingProxyType({"age": 3})))
+        features["age"] = "changed"
+        probabilities["1"] = 0.0
+        producer.flush(timeout=10)
+    first, second = (EventDecoder().decode_prediction(value) for _, _, value in captured)
+    assert first.features == FEATURES
+    assert first.probabilities == {"0": 0.4, "1": 0.6}
+    assert second.features == {"age": 3}
+
+
+# --- event validation on the sender thread -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"features": {"age": float("nan")}}, r"features\['age'\] must be a finite number or None, got nan"),
+        ({"features": {"x": np.float32("inf")}}, r"features\['x'\] must be a finite number"),
+        ({"features": {"x": -np.inf}}, r"features\['x'\] must be a finite number"),
+        ({"probabilities": {"0": 0.5, "1": float("nan")}}, r"probabilities\['1'\] must be a finite number"),
+        ({"explanation": {"age": float("inf")}}, r"explanation\['age'\] must be a finite number"),
+        ({"features": {1: 2.0}}, "features keys must be str, got 1"),
+        ({"features": {"age": object()}}, r"features\['age'\] cannot be encoded as JSON"),
+        ({"features": {"age": [41]}}, "wrong_type at features.age: expected bool | int | float | str or null, got array"),
+        ({"features": {"age": {"nested": 1}}}, "wrong_type at features.age"),
+        ({"explanation": {"age": "big"}}, "wrong_type at explanation.age: expected float, got str"),
+        ({"probabilities": {"1": None}}, "wrong_type at probabilities.1: expected float, got null"),
+        ({"features": {"text": "x" * 70_000}}, "oversize: expected <= 65536 bytes"),
+        ({"score": 2**70}, "score cannot be encoded as JSON"),
+    ],
+)
+def test_nested_contract_violations_fail_on_the_sender_thread(
+    captured: list, overrides: dict, message: str
+) -> None:
+    """Accepted at the call, refused before sending: reported to on_error, counted as failed,
+    never handed to Kafka; the events around it are sent."""
+    errors = Errors()
+    with DriftlineProducer(UNREACHABLE, on_error=errors) as producer:
+        before = producer.log_prediction(**prediction())
+        bad = producer.log_prediction(**prediction(**overrides))
+        after = producer.log_prediction(**prediction())
+        producer.flush(timeout=10)
+        stats = producer.stats()
+    assert errors.ids() == [bad]
+    error = errors.calls[0][0]
+    assert isinstance(error, ValueError)
+    assert re.search(message.replace("|", r"\|"), str(error)), str(error)
+    assert [key.decode() for _, key, _ in captured] == [before, after]
+    assert stats == {"sent": 2, "delivered": 2, "failed": 1, "dropped": 0, "queued": 0}
+
+
+def test_sender_errors_carry_the_structured_rejection(captured: list) -> None:
+    errors = Errors()
+    with DriftlineProducer(UNREACHABLE, on_error=errors) as producer:
+        producer.log_prediction(**prediction(features={"age": {"nested": 1}}))
+    (error, _), = errors.calls
+    assert isinstance(error, InvalidEvent)
+    assert (error.rejection.code, error.rejection.field) == ("wrong_type", "features.age")
+
+
+def test_without_a_broker_an_invalid_event_reports_its_own_reason() -> None:
+    """When the connection fails, a queued event that also breaks the contract is reported with
+    the contract's reason (the one to fix), the others with the connection's."""
+    errors = Errors()
+    with DriftlineProducer(UNREACHABLE, bootstrap_timeout_ms=200, on_error=errors) as producer:
+        good = producer.log_prediction(**prediction())
+        bad = producer.log_prediction(**prediction(features={"age": float("nan")}))
+        assert wait_until(lambda: producer.stats()["failed"] == 2)
+    reasons = {event_id: str(error) for error, event_id in errors.calls}
+    assert "finite" in reasons[bad]
+    assert "bootstrap" in reasons[good].lower()
 
 
 # --- never blocking, failures surfaced -----------------------------------------------------
@@ -465,3 +602,22 @@ def test_compressed_events_arrive(kafka_bootstrap: str) -> None:
     records = consume(kafka_bootstrap, [topic], 200)
     assert sorted(r.key.decode() for r in records) == sorted(ids)
 
+
+
+@pytest.mark.kafka
+def test_events_refused_by_the_sender_never_reach_the_broker(kafka_bootstrap: str) -> None:
+    topic = f"sdk-test-{uuid.uuid4().hex[:12]}.invalid"
+    errors = Errors()
+    with DriftlineProducer(kafka_bootstrap, predictions_topic=topic, on_error=errors) as producer:
+        valid, invalid = [], []
+        for n in range(550):
+            if n % 11 == 10:
+                invalid.append(producer.log_prediction(**prediction(features={"age": float("nan"), "n": n})))
+            else:
+                valid.append(producer.log_prediction(**prediction(features={"age": 41, "n": n})))
+        producer.flush(timeout=60)
+        stats = producer.stats()
+    assert stats == {"sent": 500, "delivered": 500, "failed": 50, "dropped": 0, "queued": 0}
+    assert sorted(errors.ids()) == sorted(invalid)
+    records = consume(kafka_bootstrap, [topic], 500)
+    assert sorted(r.key.decode() for r in records) == sorted(valid)

@@ -1,15 +1,20 @@
 """Producer SDK: publish prediction and ground-truth events to Kafka from a scoring app.
 
-:class:`DriftlineProducer` validates each event against the contract of :mod:`driftline.events`,
-encodes it with orjson and puts ``(topic, event_id, bytes)`` on a bounded in-process queue. A
-background thread drains that queue into kafka-python's ``KafkaProducer`` (keyed by ``event_id``),
-so the caller's thread never waits on the network: the broker may be slow, down or unreachable
-and ``log_prediction`` still returns in microseconds. Delivery outcomes come back through the
-``on_delivery`` / ``on_error`` callbacks and the :meth:`DriftlineProducer.stats` counters.
+:class:`DriftlineProducer` checks each event's structure on the caller's thread (required
+fields, the type of every top-level field, finite numbers, ``event_id`` length, ``ts`` range)
+and raises at once when it is wrong. It then puts the event's fields on a bounded in-process
+queue and returns. A background thread builds the JSON with orjson, decodes it with the full
+contract of :mod:`driftline.events` (feature names and values, probabilities, explanation,
+size) and hands the bytes to kafka-python's ``KafkaProducer`` (keyed by ``event_id``), so the
+caller's thread never waits on the network nor pays for encoding: the broker may be slow, down
+or unreachable and ``log_prediction`` still returns in microseconds. Nothing reaches Kafka
+without passing the contract. Delivery outcomes come back through the ``on_delivery`` /
+``on_error`` callbacks and the :meth:`DriftlineProducer.stats` counters.
 
 Every event ends in exactly one of three states: ``delivered`` (acknowledged by the broker per
-``acks``), ``failed`` (``on_error`` was called with the reason) or ``dropped`` (refused at once
-because the queue was full; ``on_error`` gets a ``BufferError``).
+``acks``), ``failed`` (``on_error`` was called with the reason: a contract violation found on
+the sender thread, or a delivery failure) or ``dropped`` (refused at once because the queue was
+full; ``on_error`` gets a ``BufferError``).
 
 Examples
 --------
@@ -26,15 +31,26 @@ background, when the client gives up connecting:
 >>> len(event_id)
 32
 >>> producer.log_prediction(
-...     model="credit", version="v3", features={"age": float("nan")}, prediction=1)
+...     model="credit", version="v3", features={"age": 41}, prediction=1, score=float("nan"))
 Traceback (most recent call last):
 ...
-ValueError: features['age'] must be a finite number or None, got nan
+ValueError: score must be a finite number or None, got nan
 >>> producer.close(timeout=5)
 >>> errors == [event_id]
 True
 >>> producer.stats()
 {'sent': 0, 'delivered': 0, 'failed': 1, 'dropped': 0, 'queued': 0}
+
+A broken feature value is found on the sender thread, before anything is sent, and reported
+like a delivery failure, naming the field:
+
+>>> reasons = []
+>>> with DriftlineProducer("127.0.0.1:1", bootstrap_timeout_ms=200,
+...                        on_error=lambda exc, event_id: reasons.append(str(exc))) as producer:
+...     _ = producer.log_prediction(
+...         model="credit", version="v3", features={"age": float("nan")}, prediction=1)
+>>> reasons
+["features['age'] must be a finite number or None, got nan"]
 
 """
 
@@ -59,7 +75,7 @@ from kafka import KafkaProducer
 from kafka import codec as kafka_codec
 from kafka.errors import KafkaTimeoutError
 
-from driftline.events import SCHEMA_VERSION, EventDecoder, FeatureValue, InvalidEvent, Rejection
+from driftline.events import MIN_TS_MS, SCHEMA_VERSION, EventDecoder, FeatureValue, InvalidEvent, Rejection
 
 __all__ = ["DriftlineProducer", "new_event_id"]
 
@@ -78,8 +94,8 @@ _LOG_EVERY_S = 10.0
 _NUMPY_OPTION = orjson.OPT_SERIALIZE_NUMPY
 _UUID4_MASK = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF
 _UUID4_BITS = 0x00000000_0000_4000_8000_000000000000
-_PREDICTION_REQUIRED = ("model", "version", "features")
 _PREDICTION_MAPPINGS = ("features", "probabilities", "explanation")
+_PREDICTION, _GROUND_TRUTH = 0, 1
 
 ErrorCallback = Callable[[BaseException, str], Any]
 DeliveryCallback = Callable[[Any, str], Any]
@@ -123,13 +139,160 @@ def _check_mapping(name: str, value: Any) -> dict[str, Any]:
     raise ValueError(f"{name} must be a dict of name -> value, got {type(value).__name__}")
 
 
-def _diagnose(event: dict[str, Any], required: tuple[str, ...], mappings: tuple[str, ...]) -> None:
+def _json_type(value: Any) -> str:
+    """The JSON type that ``value`` is sent as (what a consumer's decoder sees), or its Python
+    type name when orjson cannot encode it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [_json_type(v) for v in (True, np.int64(3), np.float32(0.5), "a", None, [1], {}, {1})]
+    ['bool', 'int', 'float', 'str', 'null', 'array', 'object', 'set']
+    """
+    try:
+        data = orjson.dumps(value, option=_NUMPY_OPTION)
+    except orjson.JSONEncodeError:
+        return type(value).__name__
+    first = data[:1]
+    if first == b'"':
+        return "str"
+    if first == b"[":
+        return "array"
+    if first == b"{":
+        return "object"
+    if data in (b"true", b"false"):
+        return "bool"
+    if data == b"null":
+        return "null"
+    return "float" if any(c in data for c in b".eE") else "int"
+
+
+def _wrong_type(name: str, expected: str, value: Any) -> InvalidEvent:
+    return InvalidEvent(Rejection("wrong_type", name, expected, _json_type(value)))
+
+
+def _check_event_id(value: Any) -> str:
+    if value is None:
+        raise ValueError("event_id is required, got None")
+    if not isinstance(value, str):
+        raise _wrong_type("event_id", "str", value)
+    if not 0 < len(value) <= 256:
+        raise InvalidEvent(Rejection("invalid_value", "event_id", "1 to 256 characters", repr(value[:40])))
+    return value
+
+
+def _check_ts(value: Any, max_future_ms: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _wrong_type("ts", "int", value)
+    ts = int(value)
+    if ts < MIN_TS_MS:
+        raise InvalidEvent(Rejection("implausible_timestamp", "ts", f">= {MIN_TS_MS} (2000-01-01, ms)", str(ts)))
+    horizon = _now_ms() + max_future_ms
+    if ts > horizon:
+        raise InvalidEvent(Rejection("future_timestamp", "ts", f"<= {horizon} (now + {max_future_ms} ms)", str(ts)))
+    return ts
+
+
+def _check_str(name: str, value: Any, required: bool = False) -> str:
+    if required and (value is None or (isinstance(value, str) and not value)):
+        raise ValueError(f"{name} is required, got {value!r}")
+    if not isinstance(value, str):
+        raise _wrong_type(name, "str", value)
+    return value
+
+
+def _check_scalar(name: str, value: Any) -> Any:
+    _check_finite(name, value)
+    if _json_type(value) not in ("bool", "int", "float", "str"):
+        raise _wrong_type(name, "bool | int | float | str", value)
+    return value
+
+
+def _check_number(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    _check_finite(name, value)
+    if _json_type(value) not in ("int", "float"):
+        raise _wrong_type(name, "float or null", value)
+    return value
+
+
+def _check_object(name: str, value: Any, required: bool) -> dict[str, Any] | None:
+    if value is None and not required:
+        return None
+    if value is None:
+        raise ValueError(f"{name} is required, got None")
+    if not isinstance(value, Mapping):
+        raise _wrong_type(name, "object" if required else "object or null", value)
+    return dict(value)
+
+
+def _prediction_fields(
+    event_id: str, model: Any, version: Any, ts: int, features: Any, prediction: Any, score: Any,
+    probabilities: Any, action: Any, explanation: Any, role: Any, host: Any, latency_ms: Any, entity_id: Any,
+) -> tuple[Any, ...]:
+    """The slow path of the caller's check: find the top-level field that is wrong and raise,
+    or accept what the fast path does not know (numpy scalars, subclasses, other mappings)."""
+    return (
+        event_id,
+        _check_str("model", model, required=True),
+        _check_str("version", version, required=True),
+        ts,
+        _check_object("features", features, required=True),
+        _check_scalar("prediction", prediction),
+        _check_number("score", score),
+        _check_object("probabilities", probabilities, required=False),
+        _check_str("action", action),
+        _check_object("explanation", explanation, required=False),
+        _check_str("role", role),
+        _check_str("host", host),
+        _check_number("latency_ms", latency_ms),
+        _check_str("entity_id", entity_id),
+    )
+
+
+def _prediction_event(fields: tuple[Any, ...]) -> dict[str, Any]:
+    (event_id, model, version, ts, features, prediction, score, probabilities, action, explanation, role, host,
+     latency_ms, entity_id) = fields
+    event: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "model": model,
+        "version": version,
+        "ts": ts,
+        "features": features,
+        "prediction": prediction,
+        "action": action,
+        "role": role,
+        "host": host,
+        "entity_id": entity_id,
+    }
+    if score is not None:
+        event["score"] = score
+    if probabilities is not None:
+        event["probabilities"] = probabilities
+    if explanation is not None:
+        event["explanation"] = explanation
+    if latency_ms is not None:
+        event["latency_ms"] = latency_ms
+    return event
+
+
+def _ground_truth_event(fields: tuple[Any, ...]) -> dict[str, Any]:
+    event_id, model, ts, label, source = fields
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "model": model,
+        "ts": ts,
+        "label": label,
+        "source": source,
+    }
+
+
+def _diagnose(event: dict[str, Any], mappings: tuple[str, ...]) -> None:
     """Name the field that makes ``event`` unencodable or non-finite (the slow path); turn
     mappings that are not dicts into dicts in place."""
-    for name in required:
-        value = event.get(name)
-        if value is None or (isinstance(value, str) and not value):
-            raise ValueError(f"{name} is required, got {value!r}")
     for name, value in event.items():
         if name in mappings and value is not None:
             event[name] = _check_mapping(name, value)
@@ -146,6 +309,18 @@ def _check_encodable(name: str, value: Any) -> None:
         orjson.dumps(value, option=_NUMPY_OPTION)
     except orjson.JSONEncodeError as error:
         raise ValueError(f"{name} cannot be encoded as JSON: {error}") from None
+
+
+def _encode(event: dict[str, Any], mappings: tuple[str, ...]) -> bytes:
+    try:
+        data = orjson.dumps(event, option=_NUMPY_OPTION)
+    except orjson.JSONEncodeError:
+        _diagnose(event, mappings)
+        raise
+    # orjson writes NaN and infinities as null: without a null there is nothing to check.
+    if b"null" in data:
+        _diagnose(event, mappings)
+    return data
 
 
 _VALUE_TYPES: dict[str, Any] = {"features": FeatureValue, "probabilities": float, "explanation": float}
@@ -226,9 +401,11 @@ class DriftlineProducer:
         scoring request is never slowed down by monitoring. ``True``: wait for room for up to
         ``max_block_ms`` (kafka-python's option, 60 s unless given), then raise ``BufferError``.
     on_error
-        ``on_error(exception, event_id)`` for every event that will not be delivered. It runs on
-        a background thread (on the caller's thread for a drop); it must not block and must not
-        call :meth:`flush` or :meth:`close`.
+        ``on_error(exception, event_id)`` for every event that will not be delivered, including
+        an event the sender thread refuses for breaking the contract (a ``ValueError``, often an
+        :class:`~driftline.events.InvalidEvent`, naming the field). It runs on a background
+        thread (on the caller's thread for a drop); it must not block and must not call
+        :meth:`flush` or :meth:`close`.
     on_delivery
         ``on_delivery(record_metadata, event_id)`` for every acknowledged event (background
         thread; same rules).
@@ -240,12 +417,20 @@ class DriftlineProducer:
     -----
     The ``KafkaProducer`` is created on the background thread, because its constructor waits for
     a broker (up to ``bootstrap_timeout_ms``). Events logged meanwhile wait in the queue; when a
-    connection attempt fails, every event queued at that moment fails with the attempt's error,
-    and the thread tries again, at most once a second, when new events arrive. Once connected,
+    connection attempt fails, every event queued at that moment fails with the attempt's error
+    (or with its own contract violation, if it has one), and the thread tries again, at most once a second, when new events arrive. Once connected,
     ``send()`` may wait up to ``max_block_ms`` for a topic's metadata (broker gone, topic
     missing): when it gives up, the rest of that batch (up to 2,048 events) for the same topic
     fails at once with the same error instead of waiting again per event. Delivery errors after
     a send follow kafka-python's retries, up to ``delivery_timeout_ms`` (2 minutes by default).
+
+    The caller's thread checks what is cheap to check (each top-level field: presence, type,
+    finiteness, ``event_id`` length, ``ts`` range) and copies the ``features``,
+    ``probabilities`` and ``explanation`` dicts; the sender thread encodes the event and decodes
+    it with :class:`~driftline.events.EventDecoder` (the check a stream worker makes) before
+    sending, which covers the mappings' contents and the 64 KiB size limit. This split keeps
+    ``log_prediction`` at a few microseconds (docs/benchmarks.md); the encode and decode cost
+    the same as before, on the sender thread.
 
     Concurrent callers may overshoot ``max_queue`` by at most one event each; the check is
     lock-free to keep the caller's cost low.
@@ -378,7 +563,9 @@ class DriftlineProducer:
         self._max_block_s = max_block_ms / 1000
         self._host = socket.gethostname()
         self._decoder = EventDecoder()
-        self._queue: deque[tuple[str, str, bytes]] = deque()
+        self._max_future_ms = self._decoder.limits.max_future_ms
+        self._topics = (predictions_topic, ground_truth_topic)
+        self._queue: deque[tuple[int, str, tuple[Any, ...]]] = deque()
         self._client: Any = None
         self._connect_error: BaseException | None = None
         self._in_hand = 0
@@ -429,45 +616,65 @@ class DriftlineProducer:
         entity_id: str = "",
         ts: int | None = None,
     ) -> str:
-        """Validate and queue one prediction event; return its ``event_id``.
+        """Check and queue one prediction event; return its ``event_id``.
 
         ``event_id`` defaults to a new random UUID4 hex, ``host`` to this machine's hostname and
         ``ts`` to now (ms since the epoch, UTC). Numpy scalars are accepted. Raises
-        ``ValueError`` naming the field for a contract violation (including NaN or infinite
-        numbers, which JSON cannot carry); :class:`driftline.events.InvalidEvent` is a
-        ``ValueError`` whose ``.rejection`` holds the structured reason.
+        ``ValueError`` naming the field when a required field is missing, a top-level field has
+        the wrong type, a number is NaN or infinite (JSON cannot carry them), ``event_id`` is
+        empty or longer than 256 characters, or ``ts`` is before 2000 or in the future;
+        :class:`driftline.events.InvalidEvent` is a ``ValueError`` whose ``.rejection`` holds
+        the structured reason. The contents of ``features``, ``probabilities`` and
+        ``explanation`` (names, value types, finiteness) and the encoded size are checked on the
+        sender thread before sending; an event that fails there is never sent, counts as
+        ``failed`` and is reported to ``on_error`` with the same kind of error. The mappings are
+        copied, so the caller may reuse them after the call.
         """
         if event_id is None:
             event_id = new_event_id()
-        event: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "event_id": event_id,
-            "model": model,
-            "version": version,
-            "ts": _now_ms() if ts is None else ts,
-            "features": features,
-            "prediction": prediction,
-            "action": action,
-            "role": role,
-            "host": self._host if host is None else host,
-            "entity_id": entity_id,
-        }
-        if score is not None:
-            event["score"] = score
-        if probabilities is not None:
-            event["probabilities"] = probabilities
-        if explanation is not None:
-            event["explanation"] = explanation
-        if latency_ms is not None:
-            event["latency_ms"] = latency_ms
-        if not model or not version or features.__class__ is not dict:
-            _diagnose(event, _PREDICTION_REQUIRED, _PREDICTION_MAPPINGS)
-        data = self._encode(event, _PREDICTION_REQUIRED, _PREDICTION_MAPPINGS)
-        try:
-            self._decoder.decode_prediction(data)
-        except InvalidEvent as error:
-            raise _pinpoint(error, event) from None
-        self._enqueue(self.predictions_topic, event_id, data)
+        elif event_id.__class__ is not str or not 0 < len(event_id) <= 256:
+            _check_event_id(event_id)
+        if ts is None:
+            ts = _now_ms()
+        elif ts.__class__ is not int or not MIN_TS_MS <= ts <= _now_ms() + self._max_future_ms:
+            ts = _check_ts(ts, self._max_future_ms)
+        if host is None:
+            host = self._host
+        # Exact-type checks (cheapest in CPython); anything else takes the slow path.
+        kind = prediction.__class__
+        if (
+            model.__class__ is str
+            and model
+            and version.__class__ is str
+            and version
+            and features.__class__ is dict
+            and (kind is int or kind is str or kind is bool or (kind is float and prediction - prediction == 0.0))
+            and (score is None or (score.__class__ is float and score - score == 0.0))
+            and (latency_ms is None or (latency_ms.__class__ is float and latency_ms - latency_ms == 0.0))
+            and probabilities is None
+            and explanation is None
+            and action.__class__ is str
+            and role.__class__ is str
+            and host.__class__ is str
+            and entity_id.__class__ is str
+        ):
+            fields: tuple[Any, ...] = (
+                event_id, model, version, ts, features.copy(), prediction, score, None, action, None, role, host,
+                latency_ms, entity_id,
+            )
+        else:
+            fields = _prediction_fields(
+                event_id, model, version, ts, features, prediction, score, probabilities, action, explanation, role,
+                host, latency_ms, entity_id,
+            )
+        if self._closing:
+            raise RuntimeError("DriftlineProducer is closed")
+        queue = self._queue
+        if len(queue) >= self.max_queue and not self._wait_for_room(event_id):
+            return event_id
+        queue.append((_PREDICTION, event_id, fields))
+        if self._idle:
+            self._wake.set()
         return event_id
 
     def log_ground_truth(
@@ -479,24 +686,29 @@ class DriftlineProducer:
         source: str = "",
         ts: int | None = None,
     ) -> str:
-        """Validate and queue the truth for the prediction ``event_id``; return ``event_id``.
+        """Check and queue the truth for the prediction ``event_id``; return ``event_id``.
 
         ``ts`` is when the truth became known (default: now, ms). Raises ``ValueError`` naming
-        the field, like :meth:`log_prediction`.
+        the field, like :meth:`log_prediction`; every field of a ground truth is checked on the
+        caller's thread.
         """
-        event: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "event_id": event_id,
-            "model": model,
-            "ts": _now_ms() if ts is None else ts,
-            "label": label,
-            "source": source,
-        }
-        if not event_id or not model:
-            _diagnose(event, ("event_id", "model"), ())
-        data = self._encode(event, ("event_id", "model"), ())
-        self._decoder.decode_ground_truth(data)
-        self._enqueue(self.ground_truth_topic, event_id, data)
+        if event_id.__class__ is not str or not 0 < len(event_id) <= 256:
+            _check_event_id(event_id)
+        if ts is None:
+            ts = _now_ms()
+        elif ts.__class__ is not int or not MIN_TS_MS <= ts <= _now_ms() + self._max_future_ms:
+            ts = _check_ts(ts, self._max_future_ms)
+        kind = label.__class__
+        if not (
+            model.__class__ is str
+            and model
+            and (kind is int or kind is str or kind is bool or (kind is float and label - label == 0.0))
+            and source.__class__ is str
+        ):
+            model = _check_str("model", model, required=True)
+            label = _check_scalar("label", label)
+            source = _check_str("source", source)
+        self._enqueue(_GROUND_TRUTH, event_id, (event_id, model, ts, label, source))
         return event_id
 
     def stats(self) -> dict[str, int]:
@@ -570,27 +782,29 @@ class DriftlineProducer:
             client.close(timeout=max(0.0, deadline - time.monotonic()))
         self._closed = True
 
-    def _encode(self, event: dict[str, Any], required: tuple[str, ...], mappings: tuple[str, ...]) -> bytes:
-        try:
-            data = orjson.dumps(event, option=_NUMPY_OPTION)
-        except orjson.JSONEncodeError:
-            _diagnose(event, required, mappings)
-            raise
-        # orjson writes NaN and infinities as null: without a null there is nothing to check.
-        if b"null" in data:
-            _diagnose(event, required, mappings)
-        return data
-
-    def _enqueue(self, topic: str, event_id: str, data: bytes) -> None:
+    def _enqueue(self, kind: int, event_id: str, fields: tuple[Any, ...]) -> None:
         if self._closing:
             raise RuntimeError("DriftlineProducer is closed")
         queue = self._queue
-        if len(queue) >= self.max_queue:
-            if not self._wait_for_room(event_id):
-                return
-        queue.append((topic, event_id, data))
+        if len(queue) >= self.max_queue and not self._wait_for_room(event_id):
+            return
+        queue.append((kind, event_id, fields))
         if self._idle:
             self._wake.set()
+
+    def _serialize(self, kind: int, fields: tuple[Any, ...]) -> bytes:
+        """Encode and decode one queued event with the full contract (sender thread)."""
+        if kind == _PREDICTION:
+            event = _prediction_event(fields)
+            data = _encode(event, _PREDICTION_MAPPINGS)
+            try:
+                self._decoder.decode_prediction(data)
+            except InvalidEvent as error:
+                raise _pinpoint(error, event) from None
+            return data
+        data = _encode(_ground_truth_event(fields), ())
+        self._decoder.decode_ground_truth(data)
+        return data
 
     def _wait_for_room(self, event_id: str) -> bool:
         if self.block_on_full:
@@ -618,7 +832,7 @@ class DriftlineProducer:
             try:
                 if self._client is None and not stop.is_set():
                     if not self._connect():
-                        self._fail_queued(self._connect_error)
+                        self._fail_queued(self._connect_error, check=True)
                         stop.wait(_RECONNECT_BACKOFF_S)
                         self._wait_for_work()
                         continue
@@ -651,13 +865,20 @@ class DriftlineProducer:
         return True
 
     def _send_batch(self) -> None:
-        queue = self._queue
-        send = self._client.send
+        queue, topics = self._queue, self._topics
+        send, serialize = self._client.send, self._serialize
         unavailable: dict[str, BaseException] = {}
         self._in_hand = n = min(len(queue), _BATCH_EVENTS)
         try:
             for _ in range(n):
-                topic, event_id, data = queue.popleft()
+                kind, event_id, fields = queue.popleft()
+                topic = topics[kind]
+                try:
+                    data = serialize(kind, fields)
+                except Exception as error:
+                    self._fail(error, event_id)
+                    self._in_hand -= 1
+                    continue
                 if topic in unavailable:
                     self._fail(unavailable[topic], event_id)
                     self._in_hand -= 1
@@ -680,14 +901,22 @@ class DriftlineProducer:
             with self._progress:
                 self._progress.notify_all()
 
-    def _fail_queued(self, error: BaseException | None) -> None:
+    def _fail_queued(self, error: BaseException | None, check: bool = False) -> None:
+        """Fail every queued event with ``error``; with ``check``, an event that breaks the
+        contract fails with that reason instead, which is the one to fix."""
         error = error or RuntimeError("no Kafka client")
         while True:
             try:
-                _, event_id, _ = self._queue.popleft()
+                kind, event_id, fields = self._queue.popleft()
             except IndexError:
                 break
-            self._fail(error, event_id)
+            reason = error
+            if check:
+                try:
+                    self._serialize(kind, fields)
+                except Exception as invalid:
+                    reason = invalid
+            self._fail(reason, event_id)
         with self._progress:
             self._progress.notify_all()
 
