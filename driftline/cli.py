@@ -1,7 +1,8 @@
-"""The ``driftline`` command: demo, replay, sql."""
+"""The ``driftline`` command: demo, replay, sql, simulate, worker."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -15,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from driftline.config import SpecError, load_spec
-from driftline.reference import load_reference
+from driftline.reference import ModelReference, load_reference
 from driftline.storage import StoreError, format_result, open_store
+from driftline.storage.schema import MAX_RETENTION_DAYS
 from driftline.streams.embedded import EmbeddedRunner, RunSummary
 from driftline.streams.pipeline import Message, Output
 from driftline.streams.sources import merged
@@ -161,10 +163,38 @@ def _explore(console: Console, data_dir: Path) -> None:
         console.print(f"  driftline sql \"{sql}\" --data-dir {data_dir}", soft_wrap=True, highlight=False)
 
 
+retention_option = click.option(
+    "--retention-days", type=click.IntRange(0, MAX_RETENTION_DAYS), default=None,
+    help="Days raw events (predictions, ground truth, labeled rows, dead letters) are kept after their event time; "
+         "0 keeps them forever. Unset: an existing store keeps its retention, a new one keeps events forever.",
+)
+
+
+def _retention(days: int | None) -> dict[str, int | None]:
+    """``open_store`` keyword for ``--retention-days``: unset leaves the store's retention as it is."""
+    return {} if days is None else {"retention_days": days or None}
+
+
 @click.group()
 @click.version_option(package_name="driftline")
 def main() -> None:
     """driftline: streaming monitoring for models in production."""
+
+
+
+def _masked(target: str) -> str:
+    """A store target with the password of a URL hidden."""
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", target)
+
+
+def _references(spec_paths: tuple[Path, ...]) -> dict[str, ModelReference]:
+    """Each spec's reference, keyed by model; two specs of one model are a usage error."""
+    specs = [load_spec(p) for p in spec_paths]
+    models = [s.model for s in specs]
+    repeated = sorted({m for m in models if models.count(m) > 1})
+    if repeated:
+        raise click.UsageError(f"--spec: model {', '.join(map(repr, repeated))} is defined by more than one spec")
+    return {s.model: load_reference(s) for s in specs}
 
 
 @main.command()
@@ -173,7 +203,8 @@ def main() -> None:
 @click.option("--events", "n_events", type=click.IntRange(min=1_000), default=200_000, show_default=True,
               help="Number of predictions to simulate.")
 @click.option("--seed", type=int, default=7, show_default=True)
-def demo(data_dir: Path, n_events: int, seed: int) -> None:
+@retention_option
+def demo(data_dir: Path, n_events: int, seed: int, retention_days: int | None) -> None:
     """Simulate a credit-scoring model in production and monitor it end to end."""
     from driftline.scorers.scenario import CreditScenario
 
@@ -198,7 +229,7 @@ def demo(data_dir: Path, n_events: int, seed: int) -> None:
             yield Message(kind, orjson.dumps(event), "demo", str(i))
 
     store_dir = data_dir / "store"
-    with open_store(store_dir) as store:
+    with open_store(store_dir, **_retention(retention_days)) as store:
         summary = _run({"references": references, "store": store}, messages(), None, console)
     _summary(console, summary, time.perf_counter() - started, store_dir)
     _explore(console, store_dir)
@@ -214,18 +245,14 @@ def demo(data_dir: Path, n_events: int, seed: int) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DEFAULT_DATA_DIR),
               show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=20_000, show_default=True)
+@retention_option
 def replay(spec_paths: tuple[Path, ...], predictions: Path, ground_truth: Path | None, data_dir: Path,
-           batch_size: int) -> None:
+           batch_size: int, retention_days: int | None) -> None:
     """Process event files through the pipeline (backfills, checks, experiments)."""
     console = Console()
     started = time.perf_counter()
-    specs = [load_spec(p) for p in spec_paths]
-    models = [s.model for s in specs]
-    repeated = sorted({m for m in models if models.count(m) > 1})
-    if repeated:
-        raise click.UsageError(f"--spec: model {', '.join(map(repr, repeated))} is defined by more than one spec")
-    references = {s.model: load_reference(s) for s in specs}
-    with open_store(data_dir) as store:
+    references = _references(spec_paths)
+    with open_store(data_dir, **_retention(retention_days)) as store:
         summary = _run({"references": references, "store": store, "batch_size": batch_size},
                        merged(predictions, ground_truth), None, console)
     _summary(console, summary, time.perf_counter() - started, data_dir)
@@ -234,14 +261,147 @@ def replay(spec_paths: tuple[Path, ...], predictions: Path, ground_truth: Path |
 @main.command()
 @click.argument("query")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DEFAULT_DATA_DIR),
-              show_default=True)
+              show_default=True, help="The embedded store to query.")
+@click.option("--store", "store_url", help="Query a ClickHouse server instead: clickhouse://user:password@host:9000/db.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def sql(query: str, data_dir: Path, fmt: str) -> None:
+def sql(query: str, data_dir: Path, store_url: str | None, fmt: str) -> None:
     """Run a SQL query on the store (tables live in the `driftline` database)."""
-    if not data_dir.exists():
+    if store_url is None and not data_dir.exists():
         raise click.UsageError(f"no driftline data in {data_dir}: run `driftline demo` or `driftline replay` first")
-    with open_store(data_dir) as store:
+    with open_store(store_url or data_dir) as store:
         click.echo(format_result(store.query(query), fmt))
+
+
+@main.command()
+@click.option("--broker", required=True, help="Kafka bootstrap servers, host:port[,host:port].")
+@click.option("--rate", type=click.FloatRange(min=0), required=True,
+              help="Events (predictions plus ground truths) per second of wall clock; 0 = as fast as possible.")
+@click.option("--events", "n_events", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="Number of predictions in the scenario (ground truths come on top).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Partition count of both topics: created if missing, checked if they exist.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("driftline-simulate"), show_default=True,
+              help="Where spec.yaml, reference.parquet and the scenario's event files are written.")
+@click.option("--predictions-topic", default="driftline.predictions", show_default=True)
+@click.option("--ground-truth-topic", default="driftline.ground_truth", show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds to wait for the broker to answer.")
+def simulate(broker: str, rate: float, n_events: int, seed: int, partitions: int, out_dir: Path,
+             predictions_topic: str, ground_truth_topic: str, timeout: float) -> None:
+    """Publish the demo's credit-scoring scenario (predictions, delayed ground truth) to Kafka."""
+    import logging
+
+    from rich.progress import TimeRemainingColumn
+
+    from driftline.scorers.scenario import CreditScenario
+    from driftline.scorers.sdk import DriftlineProducer
+    from driftline.scorers.simulate import publish_scenario
+    from driftline.streams.topics import KafkaSetupError, ensure_topics
+
+    console, errors = Console(), Console(stderr=True)
+    # kafka-python logs every failed connection attempt; this command reports the outcome itself.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    brokers = [b.strip() for b in broker.split(",") if b.strip()]
+    if not brokers:
+        raise click.UsageError(f"--broker must be host:port[,host:port], got {broker!r}")
+    if predictions_topic == ground_truth_topic:
+        raise click.UsageError(f"--predictions-topic and --ground-truth-topic must differ, both are {predictions_topic!r}")
+    try:
+        created = ensure_topics(brokers, [predictions_topic, ground_truth_topic], partitions, timeout=timeout)
+    except KafkaSetupError as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    for topic, new in created.items():
+        console.print(f"Topic {topic}: {'created' if new else 'exists'}, {partitions} partitions.", highlight=False)
+
+    scenario = CreditScenario(seed=seed, n_events=n_events)
+    predictions_path, ground_truth_path, _, spec_path = scenario.write_event_files(out_dir)
+    # The ground-truth file holds exactly the labels the stream emits, one per line.
+    with open(ground_truth_path, "rb") as fh:
+        total = n_events + sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    console.print(
+        f"Wrote {spec_path} (reference: {spec_path.with_name('reference.parquet')}) and the events as JSON Lines.",
+        highlight=False, soft_wrap=True,
+    )
+    if (predictions_topic, ground_truth_topic) == ("driftline.predictions", "driftline.ground_truth"):
+        console.print(f"  start a worker:  driftline worker --spec {spec_path} --broker {broker} --partitions {partitions}",
+                      highlight=False, soft_wrap=True)
+    console.print(f"  same events, embedded:  driftline replay --spec {spec_path} --predictions {predictions_path} "
+                  f"--ground-truth {ground_truth_path}", highlight=False, soft_wrap=True)
+
+    failures: list[str] = []
+
+    def on_error(error: BaseException, event_id: str) -> None:
+        if len(failures) < 3:
+            failures.append(f"{event_id}: {error!r}")
+
+    pace = "as fast as possible" if rate == 0 else f"at {rate:,g} events/s"
+    producer = DriftlineProducer(brokers, predictions_topic=predictions_topic, ground_truth_topic=ground_truth_topic,
+                                 block_on_full=True, on_error=on_error, bootstrap_timeout_ms=int(timeout * 1000))
+    with producer, Progress(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task("publish", total=total)
+        console.print(f"Publishing {total:,} events {pace} to {broker} ...", highlight=False)
+        summary = publish_scenario(scenario, producer, rate, lambda n: bar.update(task, completed=n))
+    console.print(
+        f"Sent {summary.predictions:,} predictions and {summary.ground_truth:,} ground truths "
+        f"({summary.events:,} events) in {summary.seconds:.1f} s ({summary.rate:,.0f} events/s): "
+        f"delivered {summary.delivered:,}, failed {summary.failed:,}, dropped {summary.dropped:,}.",
+        highlight=False, soft_wrap=True,
+    )
+    if not summary.ok:
+        for line in failures:
+            errors.print(f"  {line}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {summary.failed + summary.dropped:,} events were not delivered",
+                     highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--spec", "spec_paths", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Model spec YAML (repeatable).")
+@click.option("--broker", default="127.0.0.1:9092", show_default=True, help="Kafka bootstrap servers, host:port[,host:port].")
+@click.option("--store", "store_target", default=DEFAULT_DATA_DIR, show_default=True,
+              help="clickhouse://user:password@host:9000/db, or an embedded data directory (one worker only).")
+@click.option("--group", default="driftline", show_default=True, help="Consumer group: workers of one group share partitions.")
+@click.option("--topic-prefix", default="driftline.", show_default=True)
+@click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Partition count of the topics (created when missing; existing ones must have it).")
+@click.option("--replication", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Replication factor for topics that do not exist yet.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--checkpoint-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds between state checkpoints (bounds the work replayed after a crash).")
+@click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Keep a JSON status here (offsets, counters), rewritten after every batch.")
+@retention_option
+def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: str, topic_prefix: str,
+           partitions: int, replication: int, batch_size: int, checkpoint_interval: float,
+           status_file: Path | None, retention_days: int | None) -> None:
+    """Run a stream worker on Kafka (more workers with the same --group share the partitions)."""
+    from driftline.streams.faust_app import Topics, Worker, WorkerSettings, partials_topic
+    from driftline.streams.topics import KafkaSetupError, ensure_topics
+
+    references = _references(spec_paths)
+    brokers = tuple(b.strip() for b in broker.split(",") if b.strip())
+    topics = Topics.with_prefix(topic_prefix)
+    try:
+        ensure_topics(brokers, [topics.predictions, topics.ground_truth, partials_topic(group), topics.labeled,
+                                topics.deadletter], partitions, replication=replication)
+    except KafkaSetupError as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    settings = WorkerSettings(brokers, group, partitions, topics, batch_size=batch_size, checkpoint_interval=checkpoint_interval,
+                              status_file=None if status_file is None else str(status_file))
+    with open_store(store_target, **_retention(retention_days)) as store:
+        Console(stderr=True).print(
+            f"driftline worker: group {group}, {partitions} partitions, models {', '.join(references)}, "
+            f"store {_masked(store_target)}",
+            highlight=False,
+        )
+        Worker(references, store, settings).run()
 
 
 def run() -> None:

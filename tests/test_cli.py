@@ -131,3 +131,50 @@ def test_replay_reads_parquet_like_json_lines(tmp_path):
     assert runs["parquet"][0] == runs["jsonl"][0] > 0
     assert runs["parquet"][1] == runs["jsonl"][1] == 0
     pd.testing.assert_frame_equal(runs["parquet"][2], runs["jsonl"][2])
+
+
+def test_replay_retention_days_sets_keeps_and_removes_the_ttl(tmp_path):
+    from driftline.scorers.scenario import CreditScenario
+    from driftline.storage import open_store
+
+    predictions, ground_truth, _, spec = CreditScenario(seed=5, n_events=2_000).write_event_files(tmp_path)
+    data_dir = tmp_path / "store"
+    ttl_tables = ("dead_letters", "ground_truth", "labeled", "predictions")
+
+    def replay(*extra):
+        result = driftline("replay", "--spec", str(spec), "--predictions", str(predictions),
+                           "--ground-truth", str(ground_truth), "--data-dir", str(data_dir), *extra)
+        assert result.returncode == 0, result.stderr
+        with open_store(data_dir) as store:
+            engines = {r["name"]: r["engine_full"] for r in store.query(
+                "SELECT name, engine_full FROM system.tables WHERE database = 'driftline' AND has({t:Array(String)}, name)",
+                {"t": list(ttl_tables)}).to_pylist()}
+            n = store.query("SELECT count() AS n FROM predictions FINAL").to_pylist()[0]["n"]
+        assert sorted(engines) == list(ttl_tables)
+        return engines, n
+
+    engines, n = replay("--retention-days", "9000")
+    assert n > 0
+    assert all("TTL toDateTime" in e and "toIntervalDay(9000)" in e for e in engines.values()), engines
+    engines, again = replay()
+    assert again == n
+    assert all("toIntervalDay(9000)" in e for e in engines.values()), "without the option the retention stays"
+    engines, again = replay("--retention-days", "0")
+    assert again == n
+    assert not any(" TTL " in e for e in engines.values()), engines
+
+    bad = driftline("replay", "--spec", str(spec), "--predictions", str(predictions), "--retention-days", "10001",
+                    "--data-dir", str(data_dir))
+    assert bad.returncode == 2
+    assert "--retention-days" in bad.stderr and "10001" in bad.stderr
+
+
+def test_demo_accepts_retention_days(tmp_path):
+    from driftline.storage import open_store
+
+    result = driftline("demo", "--events", "1000", "--retention-days", "9000", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with open_store(tmp_path / "store") as store:
+        engine = store.query("SELECT engine_full FROM system.tables WHERE database = 'driftline' AND name = 'predictions'"
+                             ).to_pylist()[0]["engine_full"]
+    assert "toIntervalDay(9000)" in engine

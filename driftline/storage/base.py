@@ -513,6 +513,14 @@ class Store:
         """Merge a table's parts now (``OPTIMIZE ... FINAL``): deduplicates without ``FINAL`` reads."""
         self.execute(f"OPTIMIZE TABLE {self.table(table)} FINAL")
 
+    def flush(self) -> None:
+        """Return once every row inserted so far is in the database (a buffering backend waits
+        for its backlog; the embedded one writes synchronously)."""
+        self._check_open()
+        flush = getattr(self.backend, "flush", None)
+        if flush is not None:
+            flush()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

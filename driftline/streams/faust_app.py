@@ -1,0 +1,316 @@
+"""The Faust runtime: the processing core on Kafka, partitioned across workers.
+
+Topology (all input topics have the same partition count ``N``, so Faust's assignor gives
+partition ``p`` of every one of them to the same worker):
+
+* ``predictions`` and ``ground_truth`` (keyed by ``event_id``) feed, per partition, the same
+  :class:`~driftline.streams.pipeline.Pipeline` the embedded runtime runs: decode, validate,
+  join, accumulate windows. Raw events, joined rows and dead letters are stored; joined rows
+  also go to ``labeled`` (key: model) for online learners, dead letters to ``deadletter`` with
+  the reason in the headers and the original bytes as the value.
+* When a partition's watermark closes a window, its partial window goes to the internal
+  ``partials`` topic, to the partition that owns the model. There a
+  :class:`~driftline.streams.merge.Merger` combines the partials of all ``N`` partitions and
+  stores the window's drift and metric rows once every partition has passed the window.
+
+State. Each partition's state (join, windows, merger) and the next offset of each of its three
+inputs are checkpointed together, as one unit, into a changelog-backed Faust Table every
+``checkpoint_interval`` seconds. A worker that takes a partition over (after a crash, ``kill -9``
+included, or a rebalance) restores the unit and skips what it already holds, so the state is
+exactly what an uninterrupted run would have; the messages after the checkpoint are processed
+again, and everything they emit is idempotent (stored rows have deterministic keys, partials
+and watermarks are replace-or-ignore).
+
+Why not per-key Table writes with Faust's ``exactly_once``: per-key changelog records are not
+atomic with the input offsets, and Faust's transactional mode is known to lose or repeat
+updates on ``kill -9`` (robinhood/faust#340, faust-streaming/faust#517). Offsets are therefore
+never committed by Faust for the input topics (``acks=False``); the checkpoint is the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from driftline.reference import ModelReference
+from driftline.storage import Store
+from driftline.streams.join import LabeledRow
+from driftline.streams.partitioned import PartitionRunner, Partials, partition_for
+from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Output
+from driftline.streams.sinks import StoreSink
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names (DESIGN.md)."""
+
+    predictions: str = "driftline.predictions"
+    ground_truth: str = "driftline.ground_truth"
+    labeled: str = "driftline.labeled"
+    deadletter: str = "driftline.deadletter"
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Topics:
+        """All four names under ``prefix`` (default ``driftline.``)."""
+        return cls(*(prefix + name for name in ("predictions", "ground_truth", "labeled", "deadletter")))
+
+
+def partials_topic(group: str) -> str:
+    """The internal topic of a worker group's partial windows (like Faust's changelog names)."""
+    return f"{group}-partials"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a worker connects and how often it checkpoints.
+
+    Parameters
+    ----------
+    brokers
+        Bootstrap servers, ``host:port``.
+    group
+        Consumer group and Faust app id: workers with the same group share the partitions.
+    partitions
+        Partition count of every topic (read from the existing predictions topic).
+    batch_size, batch_seconds
+        A batch is up to ``batch_size`` messages or what arrived within ``batch_seconds``.
+    checkpoint_interval
+        Seconds between checkpoints of a partition (bounds the work replayed after a crash).
+    session_timeout
+        Seconds without heartbeats after which the group gives a worker's partitions away.
+    status_file
+        Where to keep a JSON status (next offset per input partition, counters, time), rewritten
+        after every batch: for health checks and for knowing when a backlog is drained.
+    """
+
+    brokers: tuple[str, ...]
+    group: str
+    partitions: int
+    topics: Topics = Topics()
+    batch_size: int = 10_000
+    batch_seconds: float = 0.5
+    checkpoint_interval: float = 10.0
+    session_timeout: float = 10.0
+    status_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.brokers:
+            raise ValueError("brokers must name at least one host:port")
+        if self.partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {self.partitions}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.checkpoint_interval <= 0:
+            raise ValueError(f"checkpoint_interval must be > 0, got {self.checkpoint_interval}")
+
+
+def labeled_value(row: LabeledRow) -> bytes:
+    """The JSON of a joined row on the labeled topic (its dataclass fields)."""
+    return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class Worker:
+    """A Faust app running the driftline topology; :meth:`run` blocks until stopped."""
+
+    def __init__(self, references: dict[str, ModelReference], store: Store, settings: WorkerSettings):
+        self.references = references
+        self.settings = settings
+        self.store = store
+        self.sink = StoreSink(store, references)
+        self.runners: dict[int, PartitionRunner] = {}
+        self._slots: dict[int, int] = {}
+        self._checkpointed: dict[int, float] = {}
+        topics = settings.topics
+        self.app = faust.App(
+            settings.group,
+            broker=[f"kafka://{b}" for b in settings.brokers],
+            store="memory://",
+            web_enabled=False,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=1,
+            table_standby_replicas=0,
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=1.0,
+            consumer_auto_offset_reset="earliest",
+            producer_max_request_size=4 * CHUNK_BYTES,
+            stream_wait_empty=False,
+        )
+        self.checkpoints = self.app.Table(
+            "checkpoints", partitions=settings.partitions, key_type=bytes, value_type=bytes
+        )
+        self.partials_name = partials_topic(settings.group)
+        self.inputs = self.app.topic(
+            topics.predictions, topics.ground_truth, self.partials_name,
+            acks=False, key_serializer="raw", value_serializer="raw",
+        )
+        self.kinds = {topics.predictions: PREDICTION, topics.ground_truth: GROUND_TRUTH}
+        self.partials = self.app.topic(self.partials_name, key_serializer="raw", value_serializer="raw")
+        self.labeled = self.app.topic(topics.labeled, key_serializer="raw", value_serializer="raw")
+        self.deadletter = self.app.topic(topics.deadletter, key_serializer="raw", value_serializer="raw")
+        self.app.agent(self.inputs, name="driftline.process")(self._process)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+
+    def run(self) -> None:
+        """Start the worker (Faust handles signals; SIGTERM stops it)."""
+        faust.Worker(self.app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+    def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
+        for tp in revoked:
+            if tp.topic in (self.settings.topics.predictions, self.settings.topics.ground_truth, self.partials_name):
+                self.runners.pop(tp.partition, None)
+
+    async def _process(self, stream: Any) -> None:
+        async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_seconds):
+            by_partition: dict[int, list[Any]] = defaultdict(list)
+            for event in events:
+                by_partition[event.message.partition].append(event.message)
+            work = []
+            for partition, messages in sorted(by_partition.items()):
+                runner = self.runners.get(partition)
+                if runner is None:
+                    runner = await self._open(partition)
+                work.append((runner, *self._split(partition, runner, messages)))
+            out, sent = await asyncio.to_thread(self._compute, work)
+            await self._publish(out, sent)
+            now = time.monotonic()
+            for partition in sorted(by_partition):
+                runner = self.runners.get(partition)
+                if runner is not None and now - self._checkpointed.get(partition, 0.0) >= self.settings.checkpoint_interval:
+                    await self._checkpoint(partition, runner)
+            if self.settings.status_file:
+                self._write_status()
+
+    def _split(self, partition: int, runner: PartitionRunner, messages: list[Any]) -> tuple[list[Message], list[bytes]]:
+        """The messages not consumed yet, as pipeline messages and partials payloads."""
+        sources: list[Message] = []
+        partials: list[bytes] = []
+        for message in messages:
+            if runner.seen(message.topic, message.offset):
+                continue
+            kind = self.kinds.get(message.topic)
+            value = message.value if message.value is not None else b""
+            if kind is None:
+                partials.append(value)
+            else:
+                sources.append(Message(kind, value, message.topic, f"{partition}:{message.offset}"))
+        return sources, partials
+
+    def _compute(self, work: list[tuple[PartitionRunner, list[Message], list[bytes]]]) -> tuple[Output, list[Partials]]:
+        """Run every partition's share of a batch and store the rows in one write per table."""
+        out = Output()
+        sent: list[Partials] = []
+        for runner, sources, partials in work:
+            if sources:
+                part, partial = runner.process_sources(sources)
+                sent.extend(partial)
+                out.predictions.extend(part.predictions)
+                out.ground_truth.extend(part.ground_truth)
+                out.labeled.extend(part.labeled)
+                out.dead_letters.extend(part.dead_letters)
+            merged = runner.process_partials(partials)
+            out.window_metrics.extend(merged.window_metrics)
+            out.drift_results.extend(merged.drift_results)
+        self.sink.write(out)
+        return out, sent
+
+    async def _publish(self, out: Output, sent: list[Partials]) -> None:
+        for partial in sent:
+            await self.partials.send(
+                key=partial.model.encode(), value=partial.to_bytes(),
+                partition=partition_for(partial.model, self.settings.partitions),
+            )
+        for row in out.labeled:
+            await self.labeled.send(key=row.model.encode(), value=labeled_value(row))
+        for letter in out.dead_letters:
+            await self.deadletter.send(
+                key=letter["id"].encode(), value=letter["payload"],
+                headers=[(name, str(letter[name] or "").encode()) for name in ("reason", "code", "field", "source", "position")],
+            )
+
+    def _write_status(self) -> None:
+        assert self.settings.status_file is not None
+        counts: dict[str, int] = defaultdict(int)
+        for runner in self.runners.values():
+            for name, value in runner.pipeline.counts.items():
+                counts[name] += value
+        status = {
+            "updated": time.time(),
+            "offsets": {str(p): runner.offsets for p, runner in sorted(self.runners.items())},
+            "counts": counts,
+        }
+        path = Path(self.settings.status_file)
+        staging = path.with_name(path.name + ".tmp")
+        staging.write_bytes(orjson.dumps(status))
+        staging.replace(path)
+
+    async def _open(self, partition: int) -> PartitionRunner:
+        """The partition's runner, restored from its checkpoint when there is one."""
+        manifest = self.checkpoints.data.get(str(partition).encode())
+        if manifest is None:
+            runner = PartitionRunner(partition, self.references, self.settings.partitions)
+        else:
+            meta = orjson.loads(manifest)
+            blob = b"".join(
+                self.checkpoints.data[f"{partition}/{meta['slot']}/{i}".encode()] for i in range(meta["chunks"])
+            )
+            if hashlib.blake2b(blob, digest_size=16).hexdigest() != meta["digest"]:
+                raise RuntimeError(f"checkpoint of partition {partition} is incomplete or corrupt")
+            runner = await asyncio.to_thread(
+                PartitionRunner.restore, blob, self.references, self.settings.partitions
+            )
+            self._slots[partition] = meta["slot"]
+        # Position every input at the checkpoint (or the start of the log) and accept nothing
+        # else first, so that no message between the checkpoint and a stale position is lost.
+        inputs = [TP(topic, partition) for topic in (*self.kinds, self.partials_name)]
+        earliest = await self.app.consumer.earliest_offsets(*inputs)
+        for tp in inputs:
+            start = runner.offsets.get(tp.topic, 0)
+            first = earliest.get(tp) or 0
+            if start < first:
+                logger.warning("%s[%d]: offsets %d..%d were deleted before they were processed", tp.topic, partition,
+                               start, first - 1)
+                start = first
+            runner.expect(tp.topic, start)
+            await self.app.consumer.seek(tp, start)
+        logger.info("partition %d starts at %s", partition, runner.offsets)
+        self.runners[partition] = runner
+        self._checkpointed[partition] = time.monotonic()
+        return runner
+
+    async def _checkpoint(self, partition: int, runner: PartitionRunner) -> None:
+        """Write the runner's state as chunks into the slot not in use, then the manifest.
+
+        Everything the state says was emitted must be delivered first: the partials, joined
+        rows and dead letters sent so far, and the rows handed to the store.
+        """
+        await self.app.producer.flush()
+        await asyncio.to_thread(self.store.flush)
+        blob = await asyncio.to_thread(runner.snapshot)
+        if self.runners.get(partition) is not runner:
+            return
+        slot = 1 - self._slots.get(partition, 1)
+        chunks = [blob[i:i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)]
+        for i, chunk in enumerate(chunks):
+            self._put(partition, f"{partition}/{slot}/{i}".encode(), chunk)
+        meta = {"slot": slot, "chunks": len(chunks), "digest": hashlib.blake2b(blob, digest_size=16).hexdigest()}
+        self._put(partition, str(partition).encode(), orjson.dumps(meta))
+        self._slots[partition] = slot
+        self._checkpointed[partition] = time.monotonic()
+
+    def _put(self, partition: int, key: bytes, value: bytes) -> None:
+        self.checkpoints.data[key] = value
+        self.checkpoints.send_changelog(partition, key, value)
