@@ -108,7 +108,15 @@ class GroundTruth(_Event):
 
 
 class Alert(msgspec.Struct, kw_only=True):
-    """An alert as published on the alerts topic and stored in the ``alerts`` table."""
+    """One state of an alert, as published on the alerts topic and stored in the ``alerts`` table.
+
+    ``alert_id`` is stable across the states of one alert (open, update, resolved); ``revision``
+    counts them (0 for the open state) and ``fired_at`` increases with it, so storing a state
+    twice overwrites it and the latest state wins. ``fired_at`` is event time: the end of the
+    window whose result produced the state. For drift rules ``p_value`` is the raw p-value of
+    the significance test behind the alert, ``p_adjusted`` its Benjamini–Hochberg adjustment over
+    the window's family of ``family_size`` tests.
+    """
 
     alert_id: str
     model: str
@@ -125,6 +133,39 @@ class Alert(msgspec.Struct, kw_only=True):
     n: int
     message: str
     fired_at: int
+    feature: str = ""
+    segment: str = ""
+    p_adjusted: float | None = None
+    family_size: int | None = None
+    revision: int = 0
+    retrain: bool = False
+    schema_version: Literal[1] = 1
+
+
+class RetrainRequest(msgspec.Struct, kw_only=True):
+    """A request to retrain a model, published on ``driftline.retrain`` when an alert of a rule
+    marked ``retrain: true`` opens.
+
+    ``windows`` are the ``[start, end]`` (ms) of the consecutive windows that opened the alert;
+    ``data_from`` / ``data_to`` span them (prediction event time): the data that showed the
+    change. ``request_id`` is derived from ``alert_id``, so a replay sends the same request.
+    """
+
+    request_id: str
+    alert_id: str
+    model: str
+    version: str
+    rule: str
+    metric: str
+    feature: str
+    segment: str
+    value: float
+    threshold: float | None
+    windows: list[list[int]]
+    data_from: int
+    data_to: int
+    message: str
+    requested_at: int
     schema_version: Literal[1] = 1
 
 
