@@ -13,9 +13,11 @@ import click
 import orjson
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from driftline.config import SpecError, load_spec
+from driftline.events import Alert
 from driftline.reference import ModelReference, load_reference
 from driftline.storage import StoreError, format_result, open_store
 from driftline.storage.schema import MAX_RETENTION_DAYS
@@ -45,6 +47,16 @@ def _day(ms: int) -> str:
 _SHOWN_METRICS = ("roc_auc", "accuracy", "recall", "log_loss", "business_value_per_prediction")
 
 
+_STATUS_STYLE = {"open": "bold red", "update": "yellow", "resolved": "green"}
+
+
+def alert_line(alert: Alert) -> str:
+    """One line (rich markup) for an alert state, as the demo and `alerts tail` print it."""
+    style = _STATUS_STYLE.get(alert.status, "bold")
+    return (f"[{style}]ALERT {alert.status}[/] {escape(f'[{alert.severity}]')} {escape(alert.model)}/"
+            f"{escape(alert.version)} {_day(alert.window_start)}: {escape(alert.message)}")
+
+
 class Reporter:
     """Prints what a person watching the stream should hear, from the rows the pipeline emits.
 
@@ -61,6 +73,11 @@ class Reporter:
 
     def __call__(self, out: Output) -> None:
         self._drift([r for r in out.drift_results if r["target"] != "label"])
+        for alert in out.alerts:
+            self.console.print(alert_line(alert), highlight=False)
+        for request in out.retrain_requests:
+            self.console.print(f"    [magenta]retrain requested[/] for {request.model}/{request.version} by rule "
+                               f"{request.rule}: data {_day(request.data_from)} to {_day(request.data_to)}", highlight=False)
         for row in out.window_metrics:
             if row["segment"] == "all":
                 key = (row["model"], row["version"], row["window_start"])
@@ -389,7 +406,8 @@ def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: 
     topics = Topics.with_prefix(topic_prefix)
     try:
         ensure_topics(brokers, [topics.predictions, topics.ground_truth, partials_topic(group), topics.labeled,
-                                topics.deadletter], partitions, replication=replication)
+                                topics.deadletter, topics.alerts, topics.retrain], partitions, replication=replication,
+                      compacted=[topics.alerts])
     except KafkaSetupError as error:
         Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -402,6 +420,77 @@ def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: 
             highlight=False,
         )
         Worker(references, store, settings).run()
+
+
+@main.group()
+def alerts() -> None:
+    """Follow alerts published on Kafka."""
+
+
+_SEVERITIES = ("info", "warning", "critical")
+
+
+@alerts.command()
+@click.option("--broker", default="127.0.0.1:9092", show_default=True, help="Kafka bootstrap servers, host:port[,host:port].")
+@click.option("--topic", default="driftline.alerts", show_default=True)
+@click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
+@click.option("--severity", type=click.Choice(_SEVERITIES), help="Only alerts at least this severe.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest alert the topic keeps instead of new ones.")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many alerts.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), help="Stop after this many seconds without an alert.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def tail(broker: str, topic: str, models: tuple[str, ...], severity: str | None, from_beginning: bool,
+         limit: int | None, timeout: float | None, fmt: str) -> None:
+    """Print alert states as they are published (open, update, resolved)."""
+    import logging
+
+    import msgspec
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    console = Console()
+    floor = _SEVERITIES.index(severity) if severity else 0
+    try:
+        # No consumer group: every `tail` sees every alert, and none moves another's offsets.
+        consumer = KafkaConsumer(bootstrap_servers=[b.strip() for b in broker.split(",") if b.strip()],
+                                 enable_auto_commit=False, consumer_timeout_ms=int((timeout or 0) * 1000) or float("inf"))
+        partitions = consumer.partitions_for_topic(topic)
+    except KafkaError as error:
+        raise click.ClickException(f"cannot reach Kafka at {broker}: {error}") from None
+    if not partitions:
+        consumer.close()
+        raise click.ClickException(f"topic {topic!r} does not exist (a worker creates it)")
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    if from_beginning:
+        consumer.seek_to_beginning(*assigned)
+    else:
+        consumer.seek_to_end(*assigned)
+    decoder = msgspec.json.Decoder(Alert)
+    shown = 0
+    try:
+        for message in consumer:
+            if message.value is None:
+                continue
+            try:
+                alert = decoder.decode(message.value)
+            except msgspec.ValidationError as error:
+                console.print(f"[dim]skipped a message that is not an alert ({error})[/]", highlight=False)
+                continue
+            if (models and alert.model not in models) or _SEVERITIES.index(alert.severity) < floor:
+                continue
+            if fmt == "json":
+                click.echo(message.value.decode())
+            else:
+                console.print(alert_line(alert), highlight=False, soft_wrap=True)
+            shown += 1
+            if limit is not None and shown >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
 
 
 def run() -> None:

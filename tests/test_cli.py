@@ -48,6 +48,30 @@ def test_demo_reports_covariate_shift_and_concept_drift(demo):
     assert "roc_auc" in performance[first_drop]
 
 
+def test_demo_alerts_once_per_phenomenon(demo):
+    data_dir, out = demo
+    drift = lines(out, r"credit/v1 (no drift|drift in)")
+    first_shift_day = next(line for line in drift if "drift in" in line)[:10]
+    opened = lines(out, r"^ALERT open")
+    assert len(opened) == 2, opened
+    input_drift, drop = sorted(opened, key=lambda line: "performance_drop" in line)
+    assert "input_drift" in input_drift and first_shift_day in input_drift, "the shift alerts in its first window"
+    assert "performance_drop" in drop and "[critical]" in drop
+    assert drop.split("credit/v1 ")[1][:10] > first_shift_day, "the covariate shift alone does not hurt performance"
+    # The no-drift part raises nothing: every alert line comes after the first shifted window.
+    first_alert = next(i for i, line in enumerate(out.splitlines()) if line.startswith("ALERT"))
+    assert out.splitlines().index(next(line for line in out.splitlines() if "drift in" in line)) < first_alert
+    for rule in ("input_drift", "performance_drop"):
+        assert lines(out, rf"^ALERT update .*{rule} update"), f"{rule} is updated in later windows"
+    assert len(lines(out, r"retrain requested for credit/v1 by rule performance_drop")) == 1
+    stored = driftline("sql", "SELECT rule, count() AS n, max(revision) AS revision FROM alerts FINAL GROUP BY rule ORDER BY rule",
+                       "--data-dir", str(data_dir / "store"), "--format", "json")
+    assert stored.returncode == 0, stored.stderr
+    rows = json.loads(stored.stdout)
+    assert [(r["rule"], r["n"]) for r in rows] == [("input_drift", 1), ("performance_drop", 1)]
+    assert all(r["revision"] >= 1 for r in rows)
+
+
 def test_demo_says_where_its_data_is_and_how_to_query_it(demo):
     data_dir, out = demo
     assert str((data_dir / "store").resolve()) in out

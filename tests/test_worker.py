@@ -279,6 +279,14 @@ def replayed(published: Published, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_one_worker_stores_what_replay_stores(published: Published, replayed: Path, kafka_bootstrap: str,
                                                tmp_path: Path) -> None:
+    alerts_topic = published.prefix + "alerts"
+    ensure_topics([kafka_bootstrap], [alerts_topic], PARTITIONS, compacted=[alerts_topic])
+    # Following the topic before the worker starts: alerts arrive while it runs.
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "driftline", "alerts", "tail", "--broker", kafka_bootstrap, "--topic", alerts_topic,
+         "--timeout", "60", "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
     workers = run_workers(tmp_path, published, kafka_bootstrap, 1)
     metrics, want_metrics, drift, want_drift = expected(replayed, [w.store for w in workers])
     assert len({k[2] for k in drift}) >= 2, "the workers closed fewer than two windows"
@@ -289,6 +297,32 @@ def test_one_worker_stores_what_replay_stores(published: Published, replayed: Pa
     replay_counts = query(replayed, "SELECT (SELECT count() FROM predictions FINAL) AS p, "
                                     "(SELECT count() FROM ground_truth FINAL) AS g, (SELECT count() FROM dead_letters FINAL) AS d")
     assert counts == replay_counts
+
+    # Alerts: the same alert ids (a hash of model, version, rule, subject and opening window)
+    # and rules as the replay; the replay also closes the last window, so only the states of
+    # windows both closed are compared.
+    alerts = {r["alert_id"]: r for r in query(workers[0].store, "SELECT * FROM alerts FINAL")}
+    replay_alerts = {r["alert_id"]: r for r in query(replayed, "SELECT * FROM alerts FINAL")}
+    assert alerts and alerts.keys() == replay_alerts.keys()
+    assert {k: a["rule"] for k, a in alerts.items()} == {k: a["rule"] for k, a in replay_alerts.items()}
+    closed = {k[2] for k in drift}
+    for key, alert in alerts.items():
+        if replay_alerts[key]["window_start"] == alert["window_start"] and alert["window_start"] in closed:
+            assert (alert["status"], alert["value"]) == (replay_alerts[key]["status"], replay_alerts[key]["value"])
+
+    # ... and `driftline alerts tail` showed them live from the broker: every alert opened once.
+    stdout, stderr = follower.communicate(timeout=180)
+    assert follower.returncode == 0, stderr[-2000:]
+    published_states = [json.loads(line) for line in stdout.splitlines()]
+    opened = [s["alert_id"] for s in published_states if s["status"] == "open"]
+    assert sorted(opened) == sorted(alerts)
+    text = subprocess.run(
+        [sys.executable, "-m", "driftline", "alerts", "tail", "--broker", kafka_bootstrap, "--topic",
+         published.prefix + "alerts", "--from-beginning", "--timeout", "5", "--severity", "critical", "--limit", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert text.returncode == 0
+    assert all("[critical]" in line for line in text.stdout.splitlines() if line.startswith("ALERT"))
 
 
 def test_two_workers_share_four_partitions(published: Published, replayed: Path, kafka_bootstrap: str,
@@ -348,6 +382,9 @@ def test_kill_9_three_times_changes_nothing(kafka_bootstrap: str, tmp_path: Path
     assert_same_rows(drift, want_drift, "drift_results")
     stored = query(worker.store, "SELECT count() AS n, uniqExact(event_id) AS ids FROM predictions FINAL")
     assert stored == [{"n": RECOVERY_EVENTS, "ids": RECOVERY_EVENTS}]
+    # No alert twice: the restarted worker re-sent some states, under the same ids as replay's.
+    worker_alerts = {r["alert_id"]: r["rule"] for r in query(worker.store, "SELECT alert_id, rule FROM alerts FINAL")}
+    assert worker_alerts and worker_alerts == {r["alert_id"]: r["rule"] for r in query(replay, "SELECT alert_id, rule FROM alerts FINAL")}
 
 
 def hostile(i: int, recent: dict, rng: random.Random) -> tuple[str, bytes | None, bytes]:

@@ -724,6 +724,20 @@ class CreditScenario:
             # loses the margin, an approved defaulter loses most of the principal.
             "cost_matrix": {"tp": 0.0, "fp": -300.0, "tn": 0.0, "fn": -2500.0},
             "protected_attribute": "age_band",
+            # One alert per phenomenon: input drift on any feature (an effect that exists, FDR
+            # controlled, and matters, PSI), and a drop of ROC AUC judged only once 30% of a
+            # window is labeled: the first labels of a window are the fast ones (chargebacks of
+            # defaulters), a biased sample on which the model looks worse than it is. Measured on
+            # the demo stream: before the concept drift ROC AUC stays >= 0.65 from 30% coverage
+            # on, after it 0.60 and below.
+            "alerts": [
+                {"name": "input_drift", "on": "drift", "test": "psi", "feature": "*",
+                 "condition": {"fire": {"op": ">=", "value": 0.2}, "clear": {"op": "<", "value": 0.1}},
+                 "p_value": 0.05, "severity": "warning"},
+                {"name": "performance_drop", "on": "metric", "metric": "roc_auc",
+                 "condition": {"fire": {"op": "<", "value": 0.62}, "clear": {"op": ">=", "value": 0.66}},
+                 "min_label_coverage": 0.3, "min_samples": 500, "severity": "critical", "retrain": True},
+            ],
         }
 
     def write_event_files(self, directory: str | pathlib.Path) -> tuple[pathlib.Path, ...]:

@@ -28,6 +28,7 @@ class RunSummary:
     dead_letters: int = 0
     metric_rows: int = 0
     drift_rows: int = 0
+    alerts: int = 0
 
 
 def _batches(messages: Iterable[Message], size: int) -> Iterator[list[Message]]:

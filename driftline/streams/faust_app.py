@@ -11,7 +11,9 @@ partition ``p`` of every one of them to the same worker):
 * When a partition's watermark closes a window, its partial window goes to the internal
   ``partials`` topic, to the partition that owns the model. There a
   :class:`~driftline.streams.merge.Merger` combines the partials of all ``N`` partitions and
-  stores the window's drift and metric rows once every partition has passed the window.
+  stores the window's drift and metric rows once every partition has passed the window. Its
+  alert engine turns those rows into alert states, stored and published on ``alerts``
+  (compacted, key: alert id), and retrain requests, published on ``retrain``.
 
 State. Each partition's state (join, windows, merger) and the next offset of each of its three
 inputs are checkpointed together, as one unit, into a changelog-backed Faust Table every
@@ -32,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from driftline.events import encode
 from driftline.reference import ModelReference
 from driftline.storage import Store
 from driftline.streams.join import LabeledRow
@@ -62,11 +66,13 @@ class Topics:
     ground_truth: str = "driftline.ground_truth"
     labeled: str = "driftline.labeled"
     deadletter: str = "driftline.deadletter"
+    alerts: str = "driftline.alerts"
+    retrain: str = "driftline.retrain"
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
-        """All four names under ``prefix`` (default ``driftline.``)."""
-        return cls(*(prefix + name for name in ("predictions", "ground_truth", "labeled", "deadletter")))
+        """All names under ``prefix`` (default ``driftline.``)."""
+        return cls(*(prefix + name for name in ("predictions", "ground_truth", "labeled", "deadletter", "alerts", "retrain")))
 
 
 def partials_topic(group: str) -> str:
@@ -161,6 +167,8 @@ class Worker:
         self.partials = self.app.topic(self.partials_name, key_serializer="raw", value_serializer="raw")
         self.labeled = self.app.topic(topics.labeled, key_serializer="raw", value_serializer="raw")
         self.deadletter = self.app.topic(topics.deadletter, key_serializer="raw", value_serializer="raw")
+        self.alerts = self.app.topic(topics.alerts, key_serializer="raw", value_serializer="raw")
+        self.retrain = self.app.topic(topics.retrain, key_serializer="raw", value_serializer="raw")
         self.app.agent(self.inputs, name="driftline.process")(self._process)
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
@@ -175,24 +183,36 @@ class Worker:
 
     async def _process(self, stream: Any) -> None:
         async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_seconds):
-            by_partition: dict[int, list[Any]] = defaultdict(list)
-            for event in events:
-                by_partition[event.message.partition].append(event.message)
-            work = []
-            for partition, messages in sorted(by_partition.items()):
-                runner = self.runners.get(partition)
-                if runner is None:
-                    runner = await self._open(partition)
-                work.append((runner, *self._split(partition, runner, messages)))
-            out, sent = await asyncio.to_thread(self._compute, work)
-            await self._publish(out, sent)
-            now = time.monotonic()
-            for partition in sorted(by_partition):
-                runner = self.runners.get(partition)
-                if runner is not None and now - self._checkpointed.get(partition, 0.0) >= self.settings.checkpoint_interval:
-                    await self._checkpoint(partition, runner)
-            if self.settings.status_file:
-                self._write_status()
+            try:
+                await self._batch(events)
+            except Exception:
+                # Crash-only: half-applied batches are what checkpoints are for. Exiting lets the
+                # supervisor restart the worker, which resumes from the last checkpoint exactly as
+                # after kill -9; staying up with a broken agent would silently stop processing.
+                logger.critical("driftline worker stops on an unexpected error", exc_info=True)
+                logging.shutdown()
+                os._exit(70)
+
+    async def _batch(self, events: list[Any]) -> None:
+        """Process, store, publish and maybe checkpoint one batch of input messages."""
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event.message)
+        work = []
+        for partition, messages in sorted(by_partition.items()):
+            runner = self.runners.get(partition)
+            if runner is None:
+                runner = await self._open(partition)
+            work.append((runner, *self._split(partition, runner, messages)))
+        out, sent = await asyncio.to_thread(self._compute, work)
+        await self._publish(out, sent)
+        now = time.monotonic()
+        for partition in sorted(by_partition):
+            runner = self.runners.get(partition)
+            if runner is not None and now - self._checkpointed.get(partition, 0.0) >= self.settings.checkpoint_interval:
+                await self._checkpoint(partition, runner)
+        if self.settings.status_file:
+            self._write_status()
 
     def _split(self, partition: int, runner: PartitionRunner, messages: list[Any]) -> tuple[list[Message], list[bytes]]:
         """The messages not consumed yet, as pipeline messages and partials payloads."""
@@ -221,9 +241,7 @@ class Worker:
                 out.ground_truth.extend(part.ground_truth)
                 out.labeled.extend(part.labeled)
                 out.dead_letters.extend(part.dead_letters)
-            merged = runner.process_partials(partials)
-            out.window_metrics.extend(merged.window_metrics)
-            out.drift_results.extend(merged.drift_results)
+            out.add_results(runner.process_partials(partials))
         self.sink.write(out)
         return out, sent
 
@@ -235,6 +253,10 @@ class Worker:
             )
         for row in out.labeled:
             await self.labeled.send(key=row.model.encode(), value=labeled_value(row))
+        for alert in out.alerts:
+            await self.alerts.send(key=alert.alert_id.encode(), value=encode(alert))
+        for request in out.retrain_requests:
+            await self.retrain.send(key=request.request_id.encode(), value=encode(request))
         for letter in out.dead_letters:
             await self.deadletter.send(
                 key=letter["id"].encode(), value=letter["payload"],

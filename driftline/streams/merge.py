@@ -5,7 +5,7 @@ with ``finalize=False``) accumulates its share of every window and hands over th
 window when its own watermark closes it, together with that watermark. A :class:`Merger`
 keeps the partials of each (model, version, window) and tests the window once every partition's
 watermark has passed its end: accumulators merge exactly, so the result is the one a single
-pipeline would compute over the whole stream.
+pipeline would compute over the whole stream, and so are the alerts the merged rows raise.
 
 Every update is idempotent, which is what makes an at-least-once transport safe: a partition
 that restarts from a checkpoint sends some partials again; watermarks only move forward, a
@@ -26,6 +26,7 @@ from functools import reduce
 from typing import Any
 
 from driftline.reference import ModelReference
+from driftline.streams.alerts import AlertEngine
 from driftline.streams.pipeline import Output
 from driftline.streams.processors import (
     DriftWindow,
@@ -49,14 +50,20 @@ class Merger:
     partitions
         How many partitions feed the merger; a window is final only when all of them have
         passed it.
+    alert_state
+        The mapping of the alert engine that evaluates the merged rows (the merger owns every
+        window of its models, so it is where their alerts are decided).
     """
 
-    def __init__(self, state: State, references: dict[str, ModelReference], partitions: int):
+    def __init__(
+        self, state: State, references: dict[str, ModelReference], partitions: int, alert_state: State | None = None
+    ):
         if not isinstance(partitions, int) or partitions < 1:
             raise ValueError(f"partitions must be an int >= 1, got {partitions!r}")
         self.state = state
         self.references = references
         self.partitions = partitions
+        self.alerts = AlertEngine({} if alert_state is None else alert_state, {m: r.spec for m, r in references.items()})
 
     def add(
         self,
@@ -90,6 +97,7 @@ class Merger:
                 self.state[wkey] = parts
         out = Output()
         self._settle(model, out)
+        out.alerts, out.retrain_requests = self.alerts.evaluate(out.drift_results, out.window_metrics)
         return out
 
     def watermarks(self, model: str) -> tuple[int, int] | None:

@@ -89,14 +89,16 @@ class PartitionRunner:
     ):
         if not isinstance(partition, int) or not 0 <= partition < partitions:
             raise ValueError(f"partition must be an int in [0, {partitions}), got {partition!r}")
-        state = _state or {"join": {}, "drift": {}, "perf": {}, "merge": {}, "sent": {}, "offsets": {}, "counts": None}
+        state = _state or {
+            "join": {}, "drift": {}, "perf": {}, "merge": {}, "alerts": {}, "sent": {}, "offsets": {}, "counts": None,
+        }
         self.partition = partition
         self.partitions = partitions
         self.references = references
         self.pipeline = Pipeline(references, state["join"], state["drift"], state["perf"], now_ms=now_ms, finalize=False)
         if state["counts"] is not None:
             self.pipeline.counts = state["counts"]
-        self.merger = Merger(state["merge"], references, partitions)
+        self.merger = Merger(state["merge"], references, partitions, state["alerts"])
         self.offsets: dict[str, int] = state["offsets"]
         self._sent: dict[str, tuple[int, int]] = state["sent"]
         self._expected: dict[str, int] = {}
@@ -127,15 +129,14 @@ class PartitionRunner:
         return out, self._partials(out)
 
     def process_partials(self, payloads: list[bytes]) -> Output:
-        """Merge partials messages; returns the window metric and drift rows that became final."""
+        """Merge partials messages; returns the window metric and drift rows that became final and
+        the alerts they raised."""
         out = Output()
         for payload in payloads:
             partials = Partials.from_bytes(payload)
-            merged = self.merger.add(
+            out.add_results(self.merger.add(
                 partials.partition, partials.model, partials.watermarks, partials.drift_windows, partials.perf_windows
-            )
-            out.window_metrics.extend(merged.window_metrics)
-            out.drift_results.extend(merged.drift_results)
+            ))
         return out
 
     def _partials(self, out: Output) -> list[Partials]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from driftline.config import ModelSpec
-from driftline.events import EventDecoder, GroundTruth, InvalidEvent, Limits, Prediction, Rejection, encode
+from driftline.events import Alert, EventDecoder, GroundTruth, InvalidEvent, Limits, Prediction, Rejection, RetrainRequest, encode
 from driftline.reference import ModelReference
+from driftline.streams.alerts import AlertEngine
 from driftline.streams.join import Joiner, LabeledRow, split_key
 from driftline.streams.processors import DriftProcessor, DriftWindow, PerformanceProcessor, PerformanceWindow
 from driftline.streams.state import State
@@ -44,6 +45,15 @@ class Output:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     drift_windows: list[DriftWindow] = field(default_factory=list)
     perf_windows: list[PerformanceWindow] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    retrain_requests: list[RetrainRequest] = field(default_factory=list)
+
+    def add_results(self, other: Output) -> None:
+        """Append another output's window rows, alerts and retrain requests to this one."""
+        self.window_metrics.extend(other.window_metrics)
+        self.drift_results.extend(other.drift_results)
+        self.alerts.extend(other.alerts)
+        self.retrain_requests.extend(other.retrain_requests)
 
 
 def dead_letter(source: str, position: str, data: bytes, rejection: Rejection) -> dict[str, Any]:
@@ -72,7 +82,7 @@ class Pipeline:
     ----------
     references
         Per model, its spec and reference.
-    join_state, drift_state, perf_state
+    join_state, drift_state, perf_state, alert_state
         The mappings holding all state (``dict`` in the embedded runtime).
     now_ms
         Wall clock for the future-timestamp check (injected for replays of history).
@@ -89,6 +99,7 @@ class Pipeline:
         join_state: State | None = None,
         drift_state: State | None = None,
         perf_state: State | None = None,
+        alert_state: State | None = None,
         now_ms: Callable[[], int] | None = None,
         finalize: bool = True,
     ):
@@ -109,8 +120,9 @@ class Pipeline:
         self.joiner = Joiner({} if join_state is None else join_state, {s.model: s.label_ttl_ms for s in specs}, carried)
         self.drift = DriftProcessor({} if drift_state is None else drift_state, references)
         self.performance = PerformanceProcessor({} if perf_state is None else perf_state, references)
+        self.alerts = AlertEngine({} if alert_state is None else alert_state, {s.model: s for s in specs})
         self.counts = dict.fromkeys(
-            ("messages", "predictions", "ground_truth", "labeled", "dead_letters", "metric_rows", "drift_rows"), 0
+            ("messages", "predictions", "ground_truth", "labeled", "dead_letters", "metric_rows", "drift_rows", "alerts"), 0
         )
 
     def process(self, messages: Iterable[Message]) -> Output:
@@ -188,10 +200,14 @@ class Pipeline:
             out.drift_windows.extend(self.drift.close_windows(force))
             out.perf_windows.extend(self.performance.emit_windows(force))
             return
-        out.drift_results.extend(self.drift.close(force))
+        drift = self.drift.close(force)
         metrics, target_drift = self.performance.emit(force)
+        drift.extend(target_drift)
+        out.drift_results.extend(drift)
         out.window_metrics.extend(metrics)
-        out.drift_results.extend(target_drift)
+        alerts, retrain = self.alerts.evaluate(drift, metrics)
+        out.alerts.extend(alerts)
+        out.retrain_requests.extend(retrain)
 
     def _reject(self, out: Output, origins: dict[int, Message], event: Any, rejection: Rejection) -> None:
         message = origins[id(event)]
@@ -213,3 +229,4 @@ class Pipeline:
         self.counts["dead_letters"] += len(out.dead_letters)
         self.counts["metric_rows"] += len(out.window_metrics)
         self.counts["drift_rows"] += len(out.drift_results)
+        self.counts["alerts"] += len(out.alerts)

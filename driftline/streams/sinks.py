@@ -15,8 +15,12 @@ import numpy as np
 
 from driftline.reference import ModelReference, category
 from driftline.storage import Store
+from driftline.storage.schema import COLUMNS
 from driftline.streams.pipeline import Output
 from driftline.streams.processors import row_getter
+
+
+ALERT_COLUMNS = COLUMNS["alerts"]
 
 
 def _text(value: Any) -> str:
@@ -88,6 +92,11 @@ class StoreSink:
             self.store.insert("window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
         if out.drift_results:
             self.store.insert("drift_results", _columns([{**row, "updated_at": now} for row in out.drift_results]))
+        if out.alerts:
+            self.store.insert("alerts", _columns([
+                {name: getattr(alert, name) for name in ALERT_COLUMNS} | {"retrain": int(alert.retrain)}
+                for alert in out.alerts
+            ]))
         if out.dead_letters:
             self.store.insert("dead_letters", _columns([
                 {

@@ -45,6 +45,7 @@ def ensure_topics(
     *,
     replication: int = 1,
     timeout: float = 10.0,
+    compacted: Sequence[str] = (),
 ) -> dict[str, bool]:
     """Create the missing ``topics`` with ``partitions`` partitions; check the existing ones.
 
@@ -65,6 +66,9 @@ def ensure_topics(
         Replication factor of the topics created, >= 1.
     timeout
         Seconds to wait for the broker (connection and each request).
+    compacted
+        Topics (among ``topics``) created with ``cleanup.policy=compact``: Kafka keeps the latest
+        message per key (the alerts topic, keyed by alert id).
 
     Returns
     -------
@@ -98,10 +102,15 @@ def ensure_topics(
         missing = [t for t in dict.fromkeys(topics) if t not in existing]
         if missing:
             try:
-                admin.create_topics([NewTopic(t, partitions, replication) for t in missing], wait_for_metadata=True)
+                admin.create_topics(
+                    [NewTopic(t, partitions, replication, topic_configs={"cleanup.policy": "compact"} if t in compacted else {})
+                     for t in missing],
+                    wait_for_metadata=True,
+                )
             except TopicAlreadyExistsError:
                 # Created concurrently (another simulator or a worker): check it like any other.
-                return ensure_topics(bootstrap, topics, partitions, replication=replication, timeout=timeout)
+                return ensure_topics(bootstrap, topics, partitions, replication=replication, timeout=timeout,
+                                     compacted=compacted)
             except KafkaError as error:
                 raise KafkaSetupError(f"cannot create topic {', '.join(map(repr, missing))}: {error}") from None
         return {t: t in missing for t in topics}
