@@ -35,6 +35,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from driftline.events import encode
@@ -141,8 +143,12 @@ class Worker:
         self._slots: dict[int, int] = {}
         self._checkpointed: dict[int, float] = {}
         topics = settings.topics
+        # Faust wants a data directory even with the in-memory table store; state lives in the
+        # checkpoint topic, so a scratch directory that goes away with the process is enough.
+        self._scratch = tempfile.TemporaryDirectory(prefix="driftline-worker-")
         self.app = faust.App(
             settings.group,
+            datadir=self._scratch.name,
             broker=[f"kafka://{b}" for b in settings.brokers],
             store="memory://",
             web_enabled=False,
@@ -199,11 +205,20 @@ class Worker:
         for event in events:
             by_partition[event.message.partition].append(event.message)
         work = []
+        assigned = self.app.consumer.assignment()
         for partition, messages in sorted(by_partition.items()):
+            if TP(self.settings.topics.predictions, partition) not in assigned:
+                # Revoked while the batch was buffered: the partition's new owner reads these again.
+                self.runners.pop(partition, None)
+                continue
             runner = self.runners.get(partition)
             if runner is None:
                 runner = await self._open(partition)
+                if runner is None:
+                    continue
             work.append((runner, *self._split(partition, runner, messages)))
+        if not work:
+            return
         out, sent = await asyncio.to_thread(self._compute, work)
         await self._publish(out, sent)
         now = time.monotonic()
@@ -279,8 +294,9 @@ class Worker:
         staging.write_bytes(orjson.dumps(status))
         staging.replace(path)
 
-    async def _open(self, partition: int) -> PartitionRunner:
-        """The partition's runner, restored from its checkpoint when there is one."""
+    async def _open(self, partition: int) -> PartitionRunner | None:
+        """The partition's runner, restored from its checkpoint when there is one (``None`` when the
+        partition was revoked meanwhile)."""
         manifest = self.checkpoints.data.get(str(partition).encode())
         if manifest is None:
             runner = PartitionRunner(partition, self.references, self.settings.partitions)
@@ -307,7 +323,10 @@ class Worker:
                                start, first - 1)
                 start = first
             runner.expect(tp.topic, start)
-            await self.app.consumer.seek(tp, start)
+            try:
+                await self.app.consumer.seek(tp, start)
+            except IllegalStateError:
+                return None
         logger.info("partition %d starts at %s", partition, runner.offsets)
         self.runners[partition] = runner
         self._checkpointed[partition] = time.monotonic()
