@@ -137,6 +137,10 @@ class PartitionRunner:
             out.add_results(self.merger.add(
                 partials.partition, partials.model, partials.watermarks, partials.drift_windows, partials.perf_windows
             ))
+        counts = self.pipeline.counts
+        counts["metric_rows"] += len(out.window_metrics)
+        counts["drift_rows"] += len(out.drift_results)
+        counts["alerts"] += len(out.alerts)
         return out
 
     def _partials(self, out: Output) -> list[Partials]:
