@@ -34,6 +34,7 @@ from driftline.config import load_spec
 from driftline.reference import load_reference
 from driftline.scorers.scenario import CreditScenario
 from driftline.storage import (
+    ALERTS,
     DEAD_LETTERS,
     DRIFT_RESULTS,
     GROUND_TRUTH,
@@ -54,7 +55,7 @@ from driftline.streams.sources import merged
 pytestmark = pytest.mark.clickhouse_server
 
 SUBSECOND = {"ts", "prediction_ts", "label_ts", "updated_at", "received_at"}
-COMPARED = (WINDOW_METRICS, DRIFT_RESULTS, DEAD_LETTERS, PREDICTIONS, GROUND_TRUTH, LABELED)
+COMPARED = (WINDOW_METRICS, DRIFT_RESULTS, DEAD_LETTERS, ALERTS, PREDICTIONS, GROUND_TRUTH, LABELED)
 INVALID = [
     (b"{not json", "malformed"),
     (b'{"event_id": "x1", "model": "credit"}', "missing fields"),
@@ -168,7 +169,7 @@ def shared_columns(table: str, legacy: bool) -> list[str]:
     return [c.name for c in TABLES[table].columns if not (legacy and legacy_type(c.type) is None)]
 
 
-@pytest.mark.parametrize("table", [WINDOW_METRICS, DRIFT_RESULTS, DEAD_LETTERS])
+@pytest.mark.parametrize("table", [WINDOW_METRICS, DRIFT_RESULTS, DEAD_LETTERS, ALERTS])
 def test_result_tables_are_identical(stores, table):
     embedded, server, legacy, summary = stores
     columns = shared_columns(table, legacy)
