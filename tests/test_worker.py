@@ -386,6 +386,18 @@ def test_kill_9_three_times_changes_nothing(kafka_bootstrap: str, tmp_path: Path
     worker_alerts = {r["alert_id"]: r["rule"] for r in query(worker.store, "SELECT alert_id, rule FROM alerts FINAL")}
     assert worker_alerts and worker_alerts == {r["alert_id"]: r["rule"] for r in query(replay, "SELECT alert_id, rule FROM alerts FINAL")}
 
+    # The concept drift opens performance_drop, a retraining trigger: one retrain request on the
+    # retrain topic (restarts may send it again, under the same id), with its evidence.
+    consumer = KafkaConsumer(prefix + "retrain", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=10_000)
+    requests = {m.key: json.loads(m.value) for m in consumer}
+    consumer.close()
+    assert len(requests) == 1, requests
+    (request,) = requests.values()
+    assert request["rule"] == "performance_drop" and request["model"] == "credit" and request["version"] == "v1"
+    assert request["alert_id"] in worker_alerts and request["value"] < request["threshold"]
+    assert request["data_from"] < request["data_to"] and request["windows"]
+
 
 def hostile(i: int, recent: dict, rng: random.Random) -> tuple[str, bytes | None, bytes]:
     """Malformed or hostile message number ``i``, built from the latest valid prediction: bad
