@@ -284,6 +284,28 @@ class Limits:
             raise ValueError(f"max_future_ms must be an int >= 0, got {self.max_future_ms!r}")
 
 
+def check_event_id(event_id: str) -> None:
+    """Raise :class:`InvalidEvent` unless ``event_id`` has 1 to 256 characters.
+
+    >>> check_event_id("a1")
+    >>> check_event_id("")
+    Traceback (most recent call last):
+    ...
+    driftline.events.InvalidEvent: invalid_value at event_id: expected 1 to 256 characters, got ''
+    """
+    if not 0 < len(event_id) <= 256:
+        raise InvalidEvent(Rejection("invalid_value", "event_id", "1 to 256 characters", repr(event_id[:40])))
+
+
+def check_ts(ts: int, now_ms: int, max_future_ms: int) -> None:
+    """Raise :class:`InvalidEvent` for an event time before 2000 or beyond ``now_ms + max_future_ms``."""
+    if ts < MIN_TS_MS:
+        raise InvalidEvent(Rejection("implausible_timestamp", "ts", f">= {MIN_TS_MS} (2000-01-01, ms)", str(ts)))
+    horizon = now_ms + max_future_ms
+    if ts > horizon:
+        raise InvalidEvent(Rejection("future_timestamp", "ts", f"<= {horizon} (now + {max_future_ms} ms)", str(ts)))
+
+
 class EventDecoder:
     """Decode and validate events.
 
@@ -343,12 +365,5 @@ class EventDecoder:
         return event
 
     def _check(self, event: Any) -> None:
-        if not event.event_id or len(event.event_id) > 256:
-            raise InvalidEvent(Rejection("invalid_value", "event_id", "1 to 256 characters", repr(event.event_id[:40])))
-        if event.ts < MIN_TS_MS:
-            raise InvalidEvent(Rejection("implausible_timestamp", "ts", f">= {MIN_TS_MS} (2000-01-01, ms)", str(event.ts)))
-        horizon = self._now_ms() + self.limits.max_future_ms
-        if event.ts > horizon:
-            raise InvalidEvent(
-                Rejection("future_timestamp", "ts", f"<= {horizon} (now + {self.limits.max_future_ms} ms)", str(event.ts))
-            )
+        check_event_id(event.event_id)
+        check_ts(event.ts, self._now_ms(), self.limits.max_future_ms)

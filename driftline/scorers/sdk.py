@@ -75,7 +75,16 @@ from kafka import KafkaProducer
 from kafka import codec as kafka_codec
 from kafka.errors import KafkaTimeoutError
 
-from driftline.events import MIN_TS_MS, SCHEMA_VERSION, EventDecoder, FeatureValue, InvalidEvent, Rejection
+from driftline.events import (
+    MIN_TS_MS,
+    SCHEMA_VERSION,
+    EventDecoder,
+    FeatureValue,
+    InvalidEvent,
+    Rejection,
+    check_event_id,
+    check_ts,
+)
 
 __all__ = ["DriftlineProducer", "new_event_id"]
 
@@ -176,8 +185,7 @@ def _check_event_id(value: Any) -> str:
         raise ValueError("event_id is required, got None")
     if not isinstance(value, str):
         raise _wrong_type("event_id", "str", value)
-    if not 0 < len(value) <= 256:
-        raise InvalidEvent(Rejection("invalid_value", "event_id", "1 to 256 characters", repr(value[:40])))
+    check_event_id(value)
     return value
 
 
@@ -185,11 +193,7 @@ def _check_ts(value: Any, max_future_ms: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _wrong_type("ts", "int", value)
     ts = int(value)
-    if ts < MIN_TS_MS:
-        raise InvalidEvent(Rejection("implausible_timestamp", "ts", f">= {MIN_TS_MS} (2000-01-01, ms)", str(ts)))
-    horizon = _now_ms() + max_future_ms
-    if ts > horizon:
-        raise InvalidEvent(Rejection("future_timestamp", "ts", f"<= {horizon} (now + {max_future_ms} ms)", str(ts)))
+    check_ts(ts, _now_ms(), max_future_ms)
     return ts
 
 
