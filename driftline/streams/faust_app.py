@@ -126,6 +126,10 @@ class WorkerSettings:
             raise ValueError(f"checkpoint_interval must be > 0, got {self.checkpoint_interval}")
 
 
+def _digest(blob: bytes) -> str:
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
 def labeled_value(row: LabeledRow) -> bytes:
     """The JSON of a joined row on the labeled topic (its dataclass fields)."""
     return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -165,10 +169,8 @@ class Worker:
             "checkpoints", partitions=settings.partitions, key_type=bytes, value_type=bytes
         )
         self.partials_name = partials_topic(settings.group)
-        self.inputs = self.app.topic(
-            topics.predictions, topics.ground_truth, self.partials_name,
-            acks=False, key_serializer="raw", value_serializer="raw",
-        )
+        self.input_topics = (topics.predictions, topics.ground_truth, self.partials_name)
+        self.inputs = self.app.topic(*self.input_topics, acks=False, key_serializer="raw", value_serializer="raw")
         self.kinds = {topics.predictions: PREDICTION, topics.ground_truth: GROUND_TRUTH}
         self.partials = self.app.topic(self.partials_name, key_serializer="raw", value_serializer="raw")
         self.labeled = self.app.topic(topics.labeled, key_serializer="raw", value_serializer="raw")
@@ -184,7 +186,7 @@ class Worker:
 
     def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
         for tp in revoked:
-            if tp.topic in (self.settings.topics.predictions, self.settings.topics.ground_truth, self.partials_name):
+            if tp.topic in self.input_topics:
                 self.runners.pop(tp.partition, None)
 
     async def _process(self, stream: Any) -> None:
@@ -252,11 +254,8 @@ class Worker:
             if sources:
                 part, partial = runner.process_sources(sources)
                 sent.extend(partial)
-                out.predictions.extend(part.predictions)
-                out.ground_truth.extend(part.ground_truth)
-                out.labeled.extend(part.labeled)
-                out.dead_letters.extend(part.dead_letters)
-            out.add_results(runner.process_partials(partials))
+                out.extend(part)
+            out.extend(runner.process_partials(partials))
         self.sink.write(out)
         return out, sent
 
@@ -305,7 +304,7 @@ class Worker:
             blob = b"".join(
                 self.checkpoints.data[f"{partition}/{meta['slot']}/{i}".encode()] for i in range(meta["chunks"])
             )
-            if hashlib.blake2b(blob, digest_size=16).hexdigest() != meta["digest"]:
+            if _digest(blob) != meta["digest"]:
                 raise RuntimeError(f"checkpoint of partition {partition} is incomplete or corrupt")
             runner = await asyncio.to_thread(
                 PartitionRunner.restore, blob, self.references, self.settings.partitions
@@ -313,7 +312,7 @@ class Worker:
             self._slots[partition] = meta["slot"]
         # Position every input at the checkpoint (or the start of the log) and accept nothing
         # else first, so that no message between the checkpoint and a stale position is lost.
-        inputs = [TP(topic, partition) for topic in (*self.kinds, self.partials_name)]
+        inputs = [TP(topic, partition) for topic in self.input_topics]
         earliest = await self.app.consumer.earliest_offsets(*inputs)
         for tp in inputs:
             start = runner.offsets.get(tp.topic, 0)
@@ -347,7 +346,7 @@ class Worker:
         chunks = [blob[i:i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)]
         for i, chunk in enumerate(chunks):
             self._put(partition, f"{partition}/{slot}/{i}".encode(), chunk)
-        meta = {"slot": slot, "chunks": len(chunks), "digest": hashlib.blake2b(blob, digest_size=16).hexdigest()}
+        meta = {"slot": slot, "chunks": len(chunks), "digest": _digest(blob)}
         self._put(partition, str(partition).encode(), orjson.dumps(meta))
         self._slots[partition] = slot
         self._checkpointed[partition] = time.monotonic()

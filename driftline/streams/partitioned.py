@@ -134,7 +134,7 @@ class PartitionRunner:
         out = Output()
         for payload in payloads:
             partials = Partials.from_bytes(payload)
-            out.add_results(self.merger.add(
+            out.extend(self.merger.add(
                 partials.partition, partials.model, partials.watermarks, partials.drift_windows, partials.perf_windows
             ))
         counts = self.pipeline.counts

@@ -48,12 +48,10 @@ class Output:
     alerts: list[Alert] = field(default_factory=list)
     retrain_requests: list[RetrainRequest] = field(default_factory=list)
 
-    def add_results(self, other: Output) -> None:
-        """Append another output's window rows, alerts and retrain requests to this one."""
-        self.window_metrics.extend(other.window_metrics)
-        self.drift_results.extend(other.drift_results)
-        self.alerts.extend(other.alerts)
-        self.retrain_requests.extend(other.retrain_requests)
+    def extend(self, other: Output) -> None:
+        """Append everything another output holds to this one."""
+        for name in self.__dataclass_fields__:
+            getattr(self, name).extend(getattr(other, name))
 
 
 def dead_letter(source: str, position: str, data: bytes, rejection: Rejection) -> dict[str, Any]:
