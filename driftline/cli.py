@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from driftline.config import SpecError, load_spec
 from driftline.events import Alert
 from driftline.reference import ModelReference, load_reference
-from driftline.storage import StoreError, format_result, open_store
+from driftline.storage import StoreError, format_result, masked_url, open_store
 from driftline.storage.schema import MAX_RETENTION_DAYS
 from driftline.streams.embedded import EmbeddedRunner, RunSummary
 from driftline.streams.pipeline import Message, Output
@@ -199,9 +198,12 @@ def main() -> None:
 
 
 
-def _masked(target: str) -> str:
-    """A store target with the password of a URL hidden."""
-    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", target)
+def _brokers(broker: str) -> list[str]:
+    """The ``host:port`` entries of a ``--broker`` value."""
+    brokers = [b.strip() for b in broker.split(",") if b.strip()]
+    if not brokers:
+        raise click.UsageError(f"--broker must be host:port[,host:port], got {broker!r}")
+    return brokers
 
 
 def _references(spec_paths: tuple[Path, ...]) -> dict[str, ModelReference]:
@@ -320,9 +322,7 @@ def simulate(broker: str, rate: float, n_events: int, seed: int, partitions: int
     console, errors = Console(), Console(stderr=True)
     # kafka-python logs every failed connection attempt; this command reports the outcome itself.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    brokers = [b.strip() for b in broker.split(",") if b.strip()]
-    if not brokers:
-        raise click.UsageError(f"--broker must be host:port[,host:port], got {broker!r}")
+    brokers = _brokers(broker)
     if predictions_topic == ground_truth_topic:
         raise click.UsageError(f"--predictions-topic and --ground-truth-topic must differ, both are {predictions_topic!r}")
     try:
@@ -402,7 +402,7 @@ def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: 
     from driftline.streams.topics import KafkaSetupError, ensure_topics
 
     references = _references(spec_paths)
-    brokers = tuple(b.strip() for b in broker.split(",") if b.strip())
+    brokers = tuple(_brokers(broker))
     topics = Topics.with_prefix(topic_prefix)
     try:
         ensure_topics(brokers, [topics.predictions, topics.ground_truth, partials_topic(group), topics.labeled,
@@ -416,7 +416,7 @@ def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: 
     with open_store(store_target, **_retention(retention_days)) as store:
         Console(stderr=True).print(
             f"driftline worker: group {group}, {partitions} partitions, models {', '.join(references)}, "
-            f"store {_masked(store_target)}",
+            f"store {masked_url(store_target)}",
             highlight=False,
         )
         Worker(references, store, settings).run()
@@ -453,7 +453,7 @@ def tail(broker: str, topic: str, models: tuple[str, ...], severity: str | None,
     floor = _SEVERITIES.index(severity) if severity else 0
     try:
         # No consumer group: every `tail` sees every alert, and none moves another's offsets.
-        consumer = KafkaConsumer(bootstrap_servers=[b.strip() for b in broker.split(",") if b.strip()],
+        consumer = KafkaConsumer(bootstrap_servers=_brokers(broker),
                                  enable_auto_commit=False, consumer_timeout_ms=int((timeout or 0) * 1000) or float("inf"))
         partitions = consumer.partitions_for_topic(topic)
     except KafkaError as error:

@@ -30,7 +30,7 @@ from driftline.storage.base import (
     quote_literal,
     to_arrow_batch,
 )
-from driftline.storage.server import ServerBackend, StoreUnavailableError, _masked
+from driftline.storage.server import ServerBackend, StoreUnavailableError, masked_url
 from driftline.storage.schema import (
     ALERTS,
     COLUMNS,
@@ -68,6 +68,7 @@ __all__ = [
     "TABLES",
     "WINDOW_METRICS",
     "format_result",
+    "masked_url",
     "open_store",
     "param_text",
     "quote_identifier",
@@ -123,7 +124,7 @@ def open_store(
         return _open_server_store(text, retention_days, apply_retention)
     if "://" in text:
         raise ValueError(
-            f"unsupported store URL {_masked(text)!r}: pass a directory path for the "
+            f"unsupported store URL {masked_url(text)!r}: pass a directory path for the "
             "embedded chDB store or a clickhouse://user:password@host:9000/db URL"
         )
     from driftline.storage.embedded import ChdbBackend

@@ -144,11 +144,11 @@ class ServerAddress:
             parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise ValueError(f"url must look like clickhouse://user:password@host:9000/db, got {_masked(url)!r}") from None
+            raise ValueError(f"url must look like clickhouse://user:password@host:9000/db, got {masked_url(url)!r}") from None
         if parts.scheme != "clickhouse" or not parts.hostname:
-            raise ValueError(f"url must look like clickhouse://user:password@host:9000/db, got {_masked(url)!r}")
+            raise ValueError(f"url must look like clickhouse://user:password@host:9000/db, got {masked_url(url)!r}")
         if parts.query or parts.fragment:
-            raise ValueError(f"url must not have a query string or fragment, got {_masked(url)!r}")
+            raise ValueError(f"url must not have a query string or fragment, got {masked_url(url)!r}")
         database = parts.path.strip("/") or DATABASE
         return cls(
             host=parts.hostname,
@@ -167,7 +167,12 @@ class ServerAddress:
         return self.url
 
 
-def _masked(url: str) -> str:
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs).
+
+    >>> masked_url("clickhouse://user:secret@host:9000/db")
+    'clickhouse://user:***@host:9000/db'
+    """
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
