@@ -46,6 +46,8 @@ from typing import Any
 
 import orjson
 
+from _docs import update_section
+
 SECTION = "## Faust worker — end-to-end throughput"
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
@@ -475,17 +477,6 @@ Machine: {info['machine']}.
 """
 
 
-def update_docs(text_section: str) -> Path:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: text_section.rstrip("\n") + "\n\n", text).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + text_section
-    path.write_text(text, encoding="utf-8")
-    return path
-
 
 # --------------------------------------------------------------------------- main
 
@@ -591,7 +582,7 @@ def main(argv: list[str]) -> None:
     text = section(argv, info, results)
     print(text)
     if args.update_docs:
-        log(f"wrote {update_docs(text)}")
+        log(f"wrote {update_section(SECTION, text)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -38,8 +37,9 @@ import orjson
 from driftline.events import EventDecoder
 from driftline.scorers.sdk import DriftlineProducer
 
+from _docs import update_section
+
 SECTION = "## SDK — cost per logged prediction"
-ROOT = Path(__file__).resolve().parents[1]
 N_FEATURES = 20
 
 
@@ -180,17 +180,6 @@ Machine: {res['machine']}.
 """
 
 
-def update_docs(text_section: str) -> Path:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: text_section.rstrip("\n") + "\n\n", text).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + text_section
-    path.write_text(text, encoding="utf-8")
-    return path
-
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -249,7 +238,7 @@ def main(argv: list[str]) -> None:
     text = section(argv, res)
     print(text)
     if args.update_docs:
-        print(f"wrote {update_docs(text)}", file=sys.stderr)
+        print(f"wrote {update_section(SECTION, text)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

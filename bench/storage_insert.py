@@ -24,20 +24,19 @@ import argparse
 import dataclasses
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from driftline.storage import PREDICTIONS, TABLES, ServerBackend, Store, open_store, to_arrow_batch
 from driftline.storage.server import ServerAddress
 
+from _docs import update_section
+
 SECTION = "## Storage — chDB insert throughput"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_columns(n: int, run: int, rng: np.random.Generator, prefix: str = "run") -> dict:
@@ -226,20 +225,6 @@ key and writing the map columns, so narrower rows insert faster.
 """ + ("\n" + server_markdown(res, res["server"]) if res.get("server") else "")
 
 
-def update_docs(section: str) -> Path:
-    path = ROOT / "docs" / "benchmarks.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if not text.strip():
-        text = "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-    return path
-
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
@@ -258,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     section = markdown(res, argv)
     print(section)
     if args.update_docs:
-        print(f"wrote {update_docs(section)}")
+        print(f"wrote {update_section(SECTION, section)}")
 
 
 if __name__ == "__main__":

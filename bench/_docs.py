@@ -1,0 +1,23 @@
+"""Write a benchmark's section into docs/benchmarks.md (shared by the bench scripts)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def update_section(title: str, section: str, path: Path = BENCHMARKS) -> Path:
+    """Replace the section headed ``title`` (up to the next ``## ``) with ``section``, or append it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if not text.strip():
+        text = "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text).rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+    return path
