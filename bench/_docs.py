@@ -1,7 +1,9 @@
-"""Write a benchmark's section into docs/benchmarks.md (shared by the bench scripts)."""
+"""What the bench scripts share for their reports: the CPU model, and writing their section of
+docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import platform
 import re
 from pathlib import Path
 
@@ -21,3 +23,15 @@ def update_section(title: str, section: str, path: Path = BENCHMARKS) -> Path:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what :mod:`platform` knows elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from _docs import update_section
+from _docs import cpu_model, update_section
 
 SECTION = "## Faust worker — end-to-end throughput"
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,14 +348,7 @@ def measure(variant: str, run: int, commands: list[list[str]], work: Path, ends:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in
                          ("faust-streaming", "aiokafka", "kafka-python", "chdb", "msgspec", "orjson"))
     return f"{cpu}, {os.cpu_count()} cores shared with other work; Python {platform.python_version()}, {versions}"

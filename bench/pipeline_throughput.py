@@ -40,6 +40,8 @@ from driftline.config import parse_duration, ModelSpec, parse_spec
 from driftline.reference import ModelReference, load_reference
 from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Pipeline
 
+from _docs import cpu_model
+
 SEED = 20240601
 MODEL = "w1"
 N_NUM, N_CAT, LEVELS = 20, 5, 10
@@ -335,13 +337,6 @@ def _revision() -> str:
     return head.stdout.strip() + (" (driftline/ modified)" if dirty.stdout.strip() else "")
 
 
-def _cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -361,7 +356,7 @@ def main() -> None:
         print(json.dumps(memory_child(args.memory_child, args.label_ttl, not args.generate_only)))
         return
 
-    print(f"CPU: {_cpu_model()}; nproc {os.cpu_count()}; pinned to CPU {sorted(os.sched_getaffinity(0))}")
+    print(f"CPU: {cpu_model()}; nproc {os.cpu_count()}; pinned to CPU {sorted(os.sched_getaffinity(0))}")
     print(f"Python {platform.python_version()}, numpy {np.__version__}, msgspec {msgspec.__version__}, orjson {orjson.__version__}")
     print(f"load average at start: {os.getloadavg()}")
     print(f"driftline at {_revision()}")

@@ -26,7 +26,6 @@ import sys
 import time
 import uuid
 from importlib import metadata
-from pathlib import Path
 
 if __name__ == "__main__" and "--without-crc32c" in sys.argv:
     sys.modules["crc32c"] = None  # type: ignore[assignment]  # kafka-python then uses its pure-Python CRC32C
@@ -37,7 +36,7 @@ import orjson
 from driftline.events import EventDecoder
 from driftline.scorers.sdk import DriftlineProducer
 
-from _docs import update_section
+from _docs import cpu_model, update_section
 
 SECTION = "## SDK — cost per logged prediction"
 N_FEATURES = 20
@@ -119,14 +118,7 @@ def contract_floor(features: list[dict[str, float]], calls: int = 30_000) -> flo
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = ", ".join(
         f"{name} {metadata.version(name)}" for name in ("kafka-python", "orjson", "msgspec")
     )

@@ -23,6 +23,8 @@ from scipy import stats
 
 from driftline.monitors import CategoricalProfile, NumericProfile, compare_many
 
+from _docs import cpu_model
+
 SEED = 20240601
 N_REF = N_CUR = 10_000
 N_NUM, N_CAT, LEVELS = 20, 5, 10
@@ -67,16 +69,6 @@ def scipy_loop(ref: dict[str, np.ndarray], cur: dict[str, np.ndarray]) -> list[t
             out.append((name, float(r.statistic), float(r.pvalue)))
     return out
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _times(fn, repeats: int) -> list[float]:
@@ -146,7 +138,7 @@ def main() -> None:
     drifted = [r.feature for r in ours if r.p_value < 0.01]
 
     print("W1 - drift tests for one window")
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} cpus, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cpus, "
           f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
