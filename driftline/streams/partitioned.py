@@ -150,12 +150,16 @@ class PartitionRunner:
             if marks != self._sent.get(model, (0, 0)):
                 by_model[model] = Partials(self.partition, model, marks)
                 self._sent[model] = marks
+
+        def of(model: str) -> Partials:
+            if model not in by_model:
+                by_model[model] = Partials(self.partition, model, self.pipeline.watermarks(model))
+            return by_model[model]
+
         for window in out.drift_windows:
-            by_model.setdefault(window.model, Partials(self.partition, window.model, self.pipeline.watermarks(window.model)))
-            by_model[window.model].drift_windows.append(window)
+            of(window.model).drift_windows.append(window)
         for window in out.perf_windows:
-            by_model.setdefault(window.model, Partials(self.partition, window.model, self.pipeline.watermarks(window.model)))
-            by_model[window.model].perf_windows.append(window)
+            of(window.model).perf_windows.append(window)
         return list(by_model.values())
 
     def snapshot(self) -> bytes:

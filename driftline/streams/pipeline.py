@@ -118,7 +118,8 @@ class Pipeline:
         self.joiner = Joiner({} if join_state is None else join_state, {s.model: s.label_ttl_ms for s in specs}, carried)
         self.drift = DriftProcessor({} if drift_state is None else drift_state, references)
         self.performance = PerformanceProcessor({} if perf_state is None else perf_state, references)
-        self.alerts = AlertEngine({} if alert_state is None else alert_state, {s.model: s for s in specs})
+        # Alerts are decided where windows become final: here, or in the Merger of a partitioned stream.
+        self.alerts = AlertEngine({} if alert_state is None else alert_state, {s.model: s for s in specs}) if finalize else None
         self.counts = dict.fromkeys(
             ("messages", "predictions", "ground_truth", "labeled", "dead_letters", "metric_rows", "drift_rows", "alerts"), 0
         )
@@ -203,6 +204,7 @@ class Pipeline:
         drift.extend(target_drift)
         out.drift_results.extend(drift)
         out.window_metrics.extend(metrics)
+        assert self.alerts is not None
         alerts, retrain = self.alerts.evaluate(drift, metrics)
         out.alerts.extend(alerts)
         out.retrain_requests.extend(retrain)
