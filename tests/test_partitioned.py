@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,7 +21,7 @@ from driftline.config import load_spec
 from driftline.reference import load_reference
 from driftline.scorers.scenario import CreditScenario
 from driftline.streams.partitioned import Partials, PartitionRunner, partition_for
-from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Pipeline
+from driftline.streams.pipeline import Message, Pipeline
 from driftline.streams.sources import merged
 
 PARTITIONS = 4

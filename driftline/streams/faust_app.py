@@ -38,7 +38,7 @@ import os
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ class Topics:
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
         """All names under ``prefix`` (default ``driftline.``)."""
-        return cls(*(prefix + name for name in ("predictions", "ground_truth", "labeled", "deadletter", "alerts", "retrain")))
+        return cls(*(prefix + f.name for f in fields(cls)))
 
 
 def partials_topic(group: str) -> str:
