@@ -314,6 +314,7 @@ class Worker:
         # else first, so that no message between the checkpoint and a stale position is lost.
         inputs = [TP(topic, partition) for topic in self.input_topics]
         earliest = await self.app.consumer.earliest_offsets(*inputs)
+        starts: dict[TP, int] = {}
         for tp in inputs:
             start = runner.offsets.get(tp.topic, 0)
             first = earliest.get(tp) or 0
@@ -322,10 +323,13 @@ class Worker:
                                start, first - 1)
                 start = first
             runner.expect(tp.topic, start)
-            try:
-                await self.app.consumer.seek(tp, start)
-            except IllegalStateError:
-                return None
+            starts[tp] = start
+        try:
+            # seek_wait runs on the consumer's own thread: Consumer.seek would change the fetcher's
+            # state from this thread while it hands out records (a KeyError in aiokafka's fetcher).
+            await self.app.consumer.seek_wait(starts)
+        except IllegalStateError:
+            return None
         logger.info("partition %d starts at %s", partition, runner.offsets)
         self.runners[partition] = runner
         self._checkpointed[partition] = time.monotonic()
