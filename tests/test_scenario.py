@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import orjson
@@ -26,10 +25,8 @@ def small(seed: int = 3, **kwargs) -> CreditScenario:
 
 @pytest.fixture(scope="module")
 def default():
-    start = time.perf_counter()
     sc = CreditScenario()
-    n = sum(1 for _ in sc.events())
-    return sc, n, time.perf_counter() - start
+    return sc, sum(1 for _ in sc.events())
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +143,8 @@ def test_label_coverage_and_partially_labeled_tail(small_scenario):
     assert (per_day > 0.45).sum() >= 0.7 * len(per_day)
 
 
-def test_default_stream_is_fast_and_spans_weeks(default, frame):
-    sc, n_events, elapsed = default
-    assert elapsed < 20, f"generating the default scenario took {elapsed:.1f} s"
+def test_default_stream_spans_weeks(default, frame):
+    sc, n_events = default
     assert n_events == 200_000 + int(frame["label_emitted"].sum())
     n_windows = int((frame["ts"].max() - START_MS) // DAY_MS) + 1
     assert 20 <= n_windows <= 40
