@@ -16,12 +16,11 @@ arrays: reference values and current values) and returns a
 * ``js`` (both): Jensen-Shannon distance, base 2, in [0, 1], no p-value. Effect size: the
   distance.
 
-KS and Wasserstein merge both samples with one integer sort: finite floats map to int64
-codes with the same order, the lowest bit is replaced by a reference/window tag, and the
-ECDF gap follows from a cumulative count of tags. A value present in both samples (or two
-values one ulp apart) is detected and sent through an exact ``searchsorted`` path, so the KS
-statistic equals scipy's exactly; the exact p-value for equal sample sizes is a vectorised
-port of scipy's, for unequal sizes it calls scipy's compiled kernel.
+KS and Wasserstein sort the window sample (the reference sample is sorted once, by the
+profile) and walk both in one compiled pass (:mod:`driftline.monitors.ecdf`), comparing the
+ECDFs after each distinct value, so ties give exactly scipy's statistic; the exact p-value for
+equal sample sizes is scipy's formula compiled with the same arithmetic, for unequal sizes it
+calls scipy's compiled kernel.
 
 Exact and approximate results
 -----------------------------
@@ -78,16 +77,18 @@ True
 from __future__ import annotations
 
 import math
-import sys
-from functools import lru_cache
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
 from scipy import special, stats
 
 from driftline.monitors.accumulators import CategoricalAccumulator, NumericAccumulator
+from driftline.monitors.ecdf import ks_numerator, prob_outside_square, sorted_frame, wasserstein_sum
 from driftline.monitors.profile import CategoricalProfile, NumericProfile
 from driftline.monitors.results import DriftResult
 
@@ -148,9 +149,6 @@ def ks_method(n1: int, n2: int) -> str:
     if max(n1, n2) <= _KS_MAX_AUTO_N and (n1 == n2 or n1 * n2 <= _KS_EXACT_MAX_WORK):
         return "exact"
     return "asymp"
-_INT64_LOW = np.int64(0x7FFFFFFFFFFFFFFF)
-_LITTLE = sys.byteorder == "little"
-_LOG_TINY = -60.0 * math.log(2.0)  # terms below 2**-60 cannot change 1 - P in double precision
 
 
 # --------------------------------------------------------------------------- inputs
@@ -220,104 +218,20 @@ def _binned(profile: Profile, acc: Accumulator) -> tuple[np.ndarray, np.ndarray]
 # --------------------------------------------------------------------------- KS
 
 
-@lru_cache(maxsize=16)
-def _merged_ramp(n1: int, n2: int) -> np.ndarray:
-    small = (n1 + n2) * (n1 + n2) < 2**31
-    ramp = np.arange(1, n1 + n2 + 1, dtype=np.int32 if small else np.int64) * n2
-    ramp.flags.writeable = False
-    return ramp
+def _raw_statistics(job: tuple[NumericProfile, NumericAccumulator, set[str]]) -> dict[str, Any]:
+    """The tests on raw values of one feature, sharing one sort of its window sample.
 
-
-def _merge_keys(ref_keys: np.ndarray, sample: np.ndarray) -> np.ndarray:
-    """Sorted order codes of reference (tag bit 0) and window (tag bit 1) values, merged by one sort."""
-    # + 0.0 turns -0.0 into 0.0: they compare equal, so they must share one order code.
-    sample = np.add(sample, 0.0, dtype=np.float64)
-    n1, n2 = ref_keys.size, sample.size
-    keys = np.empty(n1 + n2, dtype=np.int64)
-    keys[:n1] = ref_keys
-    cur = keys[n1:]
-    raw = sample.view(np.int64)
-    np.right_shift(raw, 63, out=cur)
-    np.bitwise_and(cur, _INT64_LOW, out=cur)
-    np.bitwise_xor(cur, raw, out=cur)
-    np.bitwise_or(cur, 1, out=cur)
-    keys.sort()
-    return keys
-
-
-def _ecdf_gaps(keys: np.ndarray, n1: int, n2: int) -> np.ndarray:
-    """``n1 * n2 * (F_ref - F_cur)`` after each merged position."""
-    ramp = _merged_ramp(n1, n2)
-    if ramp.dtype == np.int32:
-        # The low 32-bit words (little-endian) hold the tag bit; int32 halves the memory traffic.
-        counts = np.bitwise_and(keys.view(np.int32)[:: 2] if _LITTLE else keys, 1, dtype=np.int32)
-    else:
-        counts = np.bitwise_and(keys, 1)
-    np.cumsum(counts, out=counts)
-    counts *= n1 + n2
-    np.subtract(ramp, counts, out=counts)
-    return counts
-
-
-def _ks_numerator_from_keys(keys: np.ndarray, n1: int, n2: int) -> int | None:
-    """``lcm * g * D`` from merged keys, or None when the tags may have ordered ties.
-
-    A value present in both samples, or two values whose codes differ only in the lowest bit,
-    would be ordered by the tag rather than by value: adjacent codes reveal it, and the
-    caller takes the exact searchsorted path.
+    ``ks``: ``n1 * n2 * D`` (an int); ``wasserstein``: the distance. numpy's sort and the
+    compiled walks release the GIL, so features run in parallel threads.
     """
-    steps = np.diff(keys)
-    if steps.min() <= 1 and (steps == 1).any():
-        return None
-    gaps = _ecdf_gaps(keys, n1, n2)
-    return int(max(gaps.max(), -gaps.min(), 0))
-
-
-def _wasserstein_from_keys(keys: np.ndarray, n1: int, n2: int) -> float:
-    # Ties only add zero-width steps, so the tag order never matters here; dropping the tag bit
-    # moves a value by at most one ulp.
-    codes = np.bitwise_and(keys, -2)
-    codes ^= (codes >> 63) & _INT64_LOW
-    deltas = np.diff(codes.view(np.float64))
-    gaps = np.abs(_ecdf_gaps(keys, n1, n2)[:-1]).astype(np.float64)
-    # Multiply-and-sum rather than np.dot: a 20k-element BLAS call may wake OpenBLAS threads.
-    gaps *= deltas
-    return float(gaps.sum()) / (float(n1) * float(n2))
-
-
-def _ks_h_exact(ref: np.ndarray, sample: np.ndarray) -> int:
-    n1, n2 = ref.size, sample.size
-    s = np.sort(sample)
-    right = np.searchsorted(ref, s, side="right").astype(np.int64)
-    left = np.searchsorted(ref, s, side="left").astype(np.int64)
-    i = np.arange(n2, dtype=np.int64)
-    d_minus = ((i + 1) * n1 - right * n2).max()
-    d_plus = (left * n2 - i * n1).max()
-    return int(max(d_minus, d_plus, 0))
-
-
-def _ks_numerator(profile: NumericProfile, sample: np.ndarray, keys: np.ndarray | None = None) -> int:
-    if keys is None:
-        keys = _merge_keys(profile.sample_keys, sample)
-    h = _ks_numerator_from_keys(keys, profile.reference_sample.size, sample.size)
-    return _ks_h_exact(profile.reference_sample, sample) if h is None else h
-
-
-def _prob_outside_square(n: int, h: int) -> float:
-    # Port of scipy's _compute_prob_outside_square: P = 2 * A0 * (1 - A1 * (1 - A2 * ...)), with
-    # A_k = prod_{j<h} (n - k*h - j) / (n + k*h + j + 1). Terms are vectorised; A_k < 2**-60
-    # cannot change 1 - P in double precision, so the Horner recursion starts below them.
-    kmax = n // h
-    c = math.exp(_LOG_TINY / h)
-    # A_k <= ((n - k*h) / (n + k*h + 1)) ** h, which is below 2**-60 from this k on.
-    kstop = min(kmax + 1, max(1, int((n - c * (n + 1)) / (h * (1.0 + c))) + 2))
-    t = np.arange(kstop * h, dtype=np.float64)
-    ratios = (n - t) / (n + 1.0 + t)
-    p1 = np.multiply.reduceat(ratios, np.arange(0, kstop * h, h)).tolist()
-    p = 0.0
-    for v in reversed(p1):
-        p = v * (1.0 - p)
-    return 2.0 * p
+    profile, acc, tests = job
+    ref, cur = profile.reference_frame, sorted_frame(acc._sample_view())
+    out: dict[str, Any] = {}
+    if "ks" in tests:
+        out["ks"] = int(ks_numerator(ref, cur))
+    if "wasserstein" in tests:
+        out["wasserstein"] = float(wasserstein_sum(ref, cur)) / (float(ref.size - 2) * float(cur.size - 2))
+    return out
 
 
 def _prob_outside_python(m: int, n: int, g: int, h: int) -> float:  # pragma: no cover - fallback
@@ -354,16 +268,18 @@ def _ks_pvalue(n1: int, n2: int, num: int) -> tuple[float, float]:
     if ks_method(n1, n2) == "exact":
         if h == 0:
             return d, 1.0
-        try:
-            with np.errstate(invalid="raise", over="raise"):
-                if n1 == n2:
-                    prob = _prob_outside_square(n1, h)
-                elif _scipy_outer_inside is not None:
-                    prob = float(_scipy_outer_inside(n1, n2, g, h))
-                else:
-                    prob = _prob_outside_python(n1, n2, g, h)
-        except (FloatingPointError, OverflowError):
-            prob = math.nan
+        if n1 == n2:
+            # A product of ratios below 1: it cannot overflow, so there is no error state to watch.
+            prob = float(prob_outside_square(n1, h))
+        else:
+            try:
+                with np.errstate(invalid="raise", over="raise"):
+                    if _scipy_outer_inside is not None:
+                        prob = float(_scipy_outer_inside(n1, n2, g, h))
+                    else:
+                        prob = _prob_outside_python(n1, n2, g, h)
+            except (FloatingPointError, OverflowError):
+                prob = math.nan
         if 0.0 <= prob <= 1.0:
             return d, prob
     m, n = sorted((float(n1), float(n2)), reverse=True)
@@ -390,9 +306,8 @@ def ks(profile: Any, acc: Any) -> DriftResult:
     profile, acc = _numeric_pair(profile, acc)
     if acc.n_valid == 0:
         return _empty(profile, "ks", True)
-    sample = acc._sample_view()
-    num = _ks_numerator(profile, sample)
-    d, p = _ks_pvalue(profile.reference_sample.size, sample.size, num)
+    num = _raw_statistics((profile, acc, {"ks"}))["ks"]
+    d, p = _ks_pvalue(profile.reference_sample.size, acc._sample_size(), num)
     return DriftResult(
         profile.name, "ks", d, p, d, profile.n_reference, acc.n_valid, acc.is_exact and profile.sample_is_exact
     )
@@ -509,7 +424,7 @@ def wasserstein(profile: Any, acc: Any) -> DriftResult:
     """Wasserstein-1 distance; effect size is the distance over the reference std (ddof=0).
 
     Equal to ``scipy.stats.wasserstein_distance(reference, current)`` up to floating-point
-    rounding (the integral is summed over one merged sort of both samples).
+    rounding (the integral is summed in one walk over both sorted samples).
 
     Examples
     --------
@@ -520,11 +435,10 @@ def wasserstein(profile: Any, acc: Any) -> DriftResult:
     profile, acc = _numeric_pair(profile, acc)
     if acc.n_valid == 0:
         return _empty(profile, "wasserstein", False)
-    return _wasserstein_result(profile, acc, _merge_keys(profile.sample_keys, acc._sample_view()))
+    return _wasserstein_result(profile, acc, _raw_statistics((profile, acc, {"wasserstein"}))["wasserstein"])
 
 
-def _wasserstein_result(profile: NumericProfile, acc: NumericAccumulator, keys: np.ndarray) -> DriftResult:
-    w = _wasserstein_from_keys(keys, profile.reference_sample.size, keys.size - profile.reference_sample.size)
+def _wasserstein_result(profile: NumericProfile, acc: NumericAccumulator, w: float) -> DriftResult:
     if profile.std > 0:
         effect = w / profile.std
     else:
@@ -536,6 +450,34 @@ def _wasserstein_result(profile: NumericProfile, acc: NumericAccumulator, keys: 
 # --------------------------------------------------------------------------- batches
 
 _FUNCS = {"ks": ks, "chi2": chi_squared, "psi": psi, "wasserstein": wasserstein, "js": jensen_shannon}
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _thread_map(fn: Callable[[Any], Any], items: list[Any], n_threads: int | None) -> list[Any]:
+    """``[fn(x) for x in items]``, split over up to ``n_threads`` threads of one shared pool."""
+    global _POOL
+    workers = min(_available_cpus() if n_threads is None else n_threads, len(items))
+    if workers <= 1:
+        return [fn(x) for x in items]
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max(workers, os.cpu_count() or 1), thread_name_prefix="driftline-drift")
+        pool = _POOL
+    parts = pool.map(lambda k: [fn(x) for x in items[k::workers]], range(workers))
+    out: list[Any] = [None] * len(items)
+    for k, part in enumerate(parts):
+        out[k::workers] = part
+    return out
 
 
 def _canonical(tests: Sequence[str], kind: str) -> list[str]:
@@ -564,6 +506,8 @@ def compare_many(
     profiles: Mapping[str, Profile],
     accs: Mapping[str, Accumulator],
     tests_by_kind: Mapping[str, Sequence[str]] | None = None,
+    *,
+    n_threads: int | None = None,
 ) -> list[DriftResult]:
     """Run the tests of every feature of a window, batched across features.
 
@@ -575,6 +519,10 @@ def compare_many(
         Feature name -> accumulator of that profile; every profiled feature must be present.
     tests_by_kind
         ``{"numeric": [...], "categorical": [...]}``; a missing kind uses :data:`DEFAULT_TESTS`.
+    n_threads
+        Threads for the tests on raw values (``ks``, ``wasserstein``), one feature at a time
+        each; ``None``: one per CPU this process may run on (``os.sched_getaffinity``). The
+        results do not depend on it.
 
     Returns
     -------
@@ -592,6 +540,8 @@ def compare_many(
     >>> [(r.feature, r.test) for r in compare_many(p, a, {"numeric": ["ks"], "categorical": ["chi2"]})]
     [('x', 'ks'), ('c', 'chi2')]
     """
+    if n_threads is not None and (not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads < 1):
+        raise ValueError(f"n_threads must be None or an int >= 1, got {n_threads!r}")
     tests_by_kind = dict(tests_by_kind or {})
     unknown = set(tests_by_kind) - set(DEFAULT_TESTS)
     if unknown:
@@ -614,20 +564,15 @@ def compare_many(
             slots.append((feature, test, profile, acc))
 
     results: list[DriftResult | None] = [None] * len(slots)
-    ks_jobs: list[tuple[int, NumericProfile, NumericAccumulator, int]] = []
+    raw_jobs: list[tuple[int, str, NumericProfile, NumericAccumulator]] = []
     chi_jobs: list[tuple[int, Profile, Accumulator, float, int, float]] = []
-    merged: dict[str, np.ndarray] = {}
+    raw_tests: dict[str, tuple[NumericProfile, NumericAccumulator, set[str]]] = {}
     for i, (feature, test, profile, acc) in enumerate(slots):
         if acc.n_valid == 0:
             results[i] = _empty(profile, test, test in ("ks", "chi2"))
         elif test in ("ks", "wasserstein"):
-            keys = merged.get(feature)
-            if keys is None:
-                keys = merged[feature] = _merge_keys(profile.sample_keys, acc._sample_view())
-            if test == "ks":
-                ks_jobs.append((i, profile, acc, _ks_numerator(profile, acc._sample_view(), keys)))
-            else:
-                results[i] = _wasserstein_result(profile, acc, keys)
+            raw_tests.setdefault(feature, (profile, acc, set()))[2].add(test)
+            raw_jobs.append((i, test, profile, acc))
         elif test == "chi2":
             ref, cur = _binned(profile, acc)
             stat, dof, total = _chi2_stat(_chi2_table(ref, cur, isinstance(profile, CategoricalProfile)))
@@ -635,11 +580,14 @@ def compare_many(
         else:
             results[i] = _FUNCS[test](profile, acc)
 
-    for i, profile, acc, num in ks_jobs:
-        n1 = profile.reference_sample.size
-        d, p = _ks_pvalue(n1, acc._sample_size(), num)
+    raw = dict(zip(raw_tests, _thread_map(_raw_statistics, list(raw_tests.values()), n_threads)))
+    for i, test, profile, acc in raw_jobs:
         exact = acc.is_exact and profile.sample_is_exact
-        results[i] = DriftResult(profile.name, "ks", d, p, d, profile.n_reference, acc.n_valid, exact)
+        if test == "ks":
+            d, p = _ks_pvalue(profile.reference_sample.size, acc._sample_size(), raw[slots[i][0]]["ks"])
+            results[i] = DriftResult(profile.name, "ks", d, p, d, profile.n_reference, acc.n_valid, exact)
+        else:
+            results[i] = _wasserstein_result(profile, acc, raw[slots[i][0]]["wasserstein"])
 
     if chi_jobs:
         stat_arr = np.array([job[3] for job in chi_jobs])

@@ -36,23 +36,9 @@ from driftline.monitors.accumulators import (
     NumericAccumulator,
     count_categories,
 )
+from driftline.monitors.ecdf import frame
 
-__all__ = ["NumericProfile", "CategoricalProfile", "order_codes"]
-
-_INT64_LOW = np.int64(0x7FFFFFFFFFFFFFFF)
-
-
-def order_codes(x: np.ndarray) -> np.ndarray:
-    """Map finite float64 values to int64 codes with the same order (``-0.0`` must be normalised).
-
-    Examples
-    --------
-    >>> order_codes(np.array([-2.0, -1.0, 0.0, 1.5]))[1:] > order_codes(np.array([-2.0, -1.0, 0.0, 1.5]))[:-1]
-    array([ True,  True,  True])
-    """
-    k = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
-    return k ^ ((k >> 63) & _INT64_LOW)
-
+__all__ = ["NumericProfile", "CategoricalProfile"]
 
 def _name_of(values: Any, name: str | None) -> str:
     if name is not None:
@@ -82,6 +68,8 @@ class NumericProfile:
         Mean and standard deviation (ddof=0) of all non-missing reference values.
     reservoir_size : int
         Capacity of the reference sample and of the accumulators' reservoirs.
+    reference_frame : np.ndarray
+        :attr:`reference_sample` framed by ``-inf`` and ``+inf`` (see :mod:`driftline.monitors.ecdf`).
     seed : int
         Seed of the reference sample and default seed of new accumulators.
     """
@@ -97,7 +85,7 @@ class NumericProfile:
     std: float
     reservoir_size: int
     seed: int
-    sample_keys: np.ndarray = field(repr=False)
+    reference_frame: np.ndarray = field(repr=False)
 
     @classmethod
     def fit(
@@ -161,7 +149,7 @@ class NumericProfile:
             std=float(valid.std()),
             reservoir_size=int(reservoir_size),
             seed=int(seed),
-            sample_keys=order_codes(sample) & np.int64(-2),
+            reference_frame=frame(sample),
         )
 
     @property
