@@ -366,14 +366,22 @@ def test_compare_many_equals_compare():
     accs["c"] = profiles["c"].new_accumulator().update(rng.choice(list("abcd"), 300))
     profiles["e"] = NumericProfile.fit([1.0, 2.0], name="e")
     accs["e"] = profiles["e"].new_accumulator()
-    many = compare_many(profiles, accs, {"numeric": ["ks", "psi", "wasserstein", "js", "chi2"]})
     all_numeric = ["ks", "psi", "wasserstein", "js", "chi2"]
     single = [r for f in profiles for r in compare(profiles[f], accs[f], all_numeric if f != "c" else None)]
-    assert len(many) == len(single) == 6 * 5 - 2
-    for a, b in zip(many, single):
-        assert (a.feature, a.test, a.n_current) == (b.feature, b.test, b.n_current)
-        if not math.isnan(a.statistic):
-            assert a == b
+    for n_threads in (1, 2, 3, None):
+        many = compare_many(profiles, accs, {"numeric": all_numeric}, n_threads=n_threads)
+        assert len(many) == len(single) == 6 * 5 - 2
+        for a, b in zip(many, single):
+            assert (a.feature, a.test, a.n_current) == (b.feature, b.test, b.n_current)
+            if not math.isnan(a.statistic):
+                assert a == b
+
+
+@pytest.mark.parametrize("n_threads", [0, -1, 1.5, True, "2"])
+def test_compare_many_rejects_a_bad_thread_count(n_threads):
+    profile = NumericProfile.fit([1.0, 2.0], name="x")
+    with pytest.raises(ValueError, match="n_threads must be None or an int >= 1"):
+        compare_many({"x": profile}, {"x": profile.new_accumulator()}, n_threads=n_threads)
 
 
 # --------------------------------------------------------------------------- FDR and domain classifier
