@@ -388,7 +388,8 @@ def simulate(broker: str, rate: float, n_events: int, seed: int, partitions: int
               help="Partition count of the topics (created when missing; existing ones must have it).")
 @click.option("--replication", type=click.IntRange(min=1), default=1, show_default=True,
               help="Replication factor for topics that do not exist yet.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Most input messages per fetch, the unit the worker processes, stores and publishes.")
 @click.option("--checkpoint-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds between state checkpoints (bounds the work replayed after a crash).")
 @click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -398,7 +399,7 @@ def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: 
            partitions: int, replication: int, batch_size: int, checkpoint_interval: float,
            status_file: Path | None, retention_days: int | None) -> None:
     """Run a stream worker on Kafka (more workers with the same --group share the partitions)."""
-    from driftline.streams.faust_app import Topics, Worker, WorkerSettings, partials_topic
+    from driftline.streams.faust_app import PARTIALS_MAX_BYTES, Topics, Worker, WorkerSettings, partials_topic
     from driftline.streams.topics import KafkaSetupError, ensure_topics
 
     references = _references(spec_paths)
@@ -407,7 +408,8 @@ def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: 
     try:
         ensure_topics(brokers, [topics.predictions, topics.ground_truth, partials_topic(group), topics.labeled,
                                 topics.deadletter, topics.alerts, topics.retrain], partitions, replication=replication,
-                      compacted=[topics.alerts])
+                      compacted=[topics.alerts],
+                      configs={partials_topic(group): {"max.message.bytes": str(PARTIALS_MAX_BYTES)}})
     except KafkaSetupError as error:
         Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -15,6 +15,10 @@ partition ``p`` of every one of them to the same worker):
   alert engine turns those rows into alert states, stored and published on ``alerts``
   (compacted, key: alert id), and retrain requests, published on ``retrain``.
 
+Delivery. Input records reach the worker a fetch at a time through
+:mod:`~driftline.streams.batch_transport` rather than one message at a time through an agent:
+Faust's per-message path alone caps a worker at a few thousand messages per second.
+
 State. Each partition's state (join, windows, merger) and the next offset of each of its three
 inputs are checkpointed together, as one unit, into a changelog-backed Faust Table every
 ``checkpoint_interval`` seconds. A worker that takes a partition over (after a crash, ``kill -9``
@@ -50,6 +54,7 @@ from faust.types import TP
 from driftline.events import encode
 from driftline.reference import ModelReference
 from driftline.storage import Store
+from driftline.streams.batch_transport import SCHEME, route_batches
 from driftline.streams.join import LabeledRow
 from driftline.streams.partitioned import PartitionRunner, Partials, partition_for
 from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Output
@@ -58,6 +63,12 @@ from driftline.streams.sinks import StoreSink
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 512 * 1024
+# Per partition and fetch: about 6,000 events of 600 bytes, a batch worth the per-batch costs.
+FETCH_BYTES = 4 * 1024 * 1024
+# A partial carries the closed windows of a model with their reservoirs (10,000 float64 values
+# per numeric feature each), well above Kafka's default 1 MB message limit; the partials topic is
+# created with this limit and the producer allows it.
+PARTIALS_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,9 @@ class WorkerSettings:
         Consumer group and Faust app id: workers with the same group share the partitions.
     partitions
         Partition count of every topic (read from the existing predictions topic).
-    batch_size, batch_seconds
-        A batch is up to ``batch_size`` messages or what arrived within ``batch_seconds``.
+    batch_size
+        A batch is one fetch from the broker, at most ``batch_size`` messages
+        (``broker_max_poll_records``).
     checkpoint_interval
         Seconds between checkpoints of a partition (bounds the work replayed after a crash).
     session_timeout
@@ -110,7 +122,6 @@ class WorkerSettings:
     partitions: int
     topics: Topics = Topics()
     batch_size: int = 10_000
-    batch_seconds: float = 0.5
     checkpoint_interval: float = 10.0
     session_timeout: float = 10.0
     status_file: str | None = None
@@ -130,6 +141,15 @@ def _digest(blob: bytes) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
+def _delivered(delivery: Any) -> bool:
+    """Whether a send has completed; a failed one raises (the worker then stops, crash-only, and
+    resumes from the checkpoint before it, so the message is produced again)."""
+    if not delivery.done():
+        return False
+    delivery.result()
+    return True
+
+
 def labeled_value(row: LabeledRow) -> bytes:
     """The JSON of a joined row on the labeled topic (its dataclass fields)."""
     return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -146,6 +166,8 @@ class Worker:
         self.runners: dict[int, PartitionRunner] = {}
         self._slots: dict[int, int] = {}
         self._checkpointed: dict[int, float] = {}
+        self._deliveries: list[Any] = []
+        self._publishing: asyncio.Future[None] | None = None
         topics = settings.topics
         # Faust wants a data directory even with the in-memory table store; state lives in the
         # checkpoint topic, so a scratch directory that goes away with the process is enough.
@@ -153,7 +175,7 @@ class Worker:
         self.app = faust.App(
             settings.group,
             datadir=self._scratch.name,
-            broker=[f"kafka://{b}" for b in settings.brokers],
+            broker=[f"{SCHEME}://{b}" for b in settings.brokers],
             store="memory://",
             web_enabled=False,
             topic_partitions=settings.partitions,
@@ -162,8 +184,10 @@ class Worker:
             broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=1.0,
             consumer_auto_offset_reset="earliest",
-            producer_max_request_size=4 * CHUNK_BYTES,
+            producer_max_request_size=PARTIALS_MAX_BYTES,
             stream_wait_empty=False,
+            broker_max_poll_records=settings.batch_size,
+            consumer_max_fetch_size=FETCH_BYTES,
         )
         self.checkpoints = self.app.Table(
             "checkpoints", partitions=settings.partitions, key_type=bytes, value_type=bytes
@@ -172,12 +196,8 @@ class Worker:
         self.input_topics = (topics.predictions, topics.ground_truth, self.partials_name)
         self.inputs = self.app.topic(*self.input_topics, acks=False, key_serializer="raw", value_serializer="raw")
         self.kinds = {topics.predictions: PREDICTION, topics.ground_truth: GROUND_TRUTH}
-        self.partials = self.app.topic(self.partials_name, key_serializer="raw", value_serializer="raw")
-        self.labeled = self.app.topic(topics.labeled, key_serializer="raw", value_serializer="raw")
-        self.deadletter = self.app.topic(topics.deadletter, key_serializer="raw", value_serializer="raw")
-        self.alerts = self.app.topic(topics.alerts, key_serializer="raw", value_serializer="raw")
-        self.retrain = self.app.topic(topics.retrain, key_serializer="raw", value_serializer="raw")
-        self.app.agent(self.inputs, name="driftline.process")(self._process)
+        self.app.topics.add(self.inputs)
+        route_batches(self.app, self.input_topics, self._on_fetch)
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
     def run(self) -> None:
@@ -189,23 +209,22 @@ class Worker:
             if tp.topic in self.input_topics:
                 self.runners.pop(tp.partition, None)
 
-    async def _process(self, stream: Any) -> None:
-        async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_seconds):
-            try:
-                await self._batch(events)
-            except Exception:
-                # Crash-only: half-applied batches are what checkpoints are for. Exiting lets the
-                # supervisor restart the worker, which resumes from the last checkpoint exactly as
-                # after kill -9; staying up with a broken agent would silently stop processing.
-                logger.critical("driftline worker stops on an unexpected error", exc_info=True)
-                logging.shutdown()
-                os._exit(70)
+    async def _on_fetch(self, records: dict[TP, list[Any]]) -> None:
+        try:
+            await self._batch(records)
+        except Exception:
+            # Crash-only: half-applied batches are what checkpoints are for. Exiting lets the
+            # supervisor restart the worker, which resumes from the last checkpoint exactly as
+            # after kill -9; staying up with a broken fetch loop would silently stop processing.
+            logger.critical("driftline worker stops on an unexpected error", exc_info=True)
+            logging.shutdown()
+            os._exit(70)
 
-    async def _batch(self, events: list[Any]) -> None:
-        """Process, store, publish and maybe checkpoint one batch of input messages."""
+    async def _batch(self, records: dict[TP, list[Any]]) -> None:
+        """Process, store, publish and maybe checkpoint one fetch of input records."""
         by_partition: dict[int, list[Any]] = defaultdict(list)
-        for event in events:
-            by_partition[event.message.partition].append(event.message)
+        for tp, fetched in records.items():
+            by_partition[tp.partition].extend(fetched)
         work = []
         assigned = self.app.consumer.assignment()
         for partition, messages in sorted(by_partition.items()):
@@ -222,7 +241,9 @@ class Worker:
         if not work:
             return
         out, sent = await asyncio.to_thread(self._compute, work)
-        await self._publish(out, sent)
+        # The output goes out while the next fetch is computed; publishing stays in batch order.
+        await self._published()
+        self._publishing = asyncio.ensure_future(self._publish(out, sent))
         now = time.monotonic()
         for partition in sorted(by_partition):
             runner = self.runners.get(partition)
@@ -259,23 +280,29 @@ class Worker:
         self.sink.write(out)
         return out, sent
 
+    async def _published(self) -> None:
+        """Wait for the previous batch's output to be handed to the producer (raises its error)."""
+        if self._publishing is not None:
+            publishing, self._publishing = self._publishing, None
+            await publishing
+
     async def _publish(self, out: Output, sent: list[Partials]) -> None:
+        # Straight to the producer: a Faust Topic.send adds a channel, a FutureMessage and
+        # callbacks per message, about 100 µs each here (one message per joined row).
+        send, topics, deliveries = self.app.producer.send, self.settings.topics, self._deliveries
         for partial in sent:
-            await self.partials.send(
-                key=partial.model.encode(), value=partial.to_bytes(),
-                partition=partition_for(partial.model, self.settings.partitions),
-            )
+            partition = partition_for(partial.model, self.settings.partitions)
+            deliveries.append(await send(self.partials_name, partial.model.encode(), partial.to_bytes(), partition, None, None))
         for row in out.labeled:
-            await self.labeled.send(key=row.model.encode(), value=labeled_value(row))
+            deliveries.append(await send(topics.labeled, row.model.encode(), labeled_value(row), None, None, None))
         for alert in out.alerts:
-            await self.alerts.send(key=alert.alert_id.encode(), value=encode(alert))
+            deliveries.append(await send(topics.alerts, alert.alert_id.encode(), encode(alert), None, None, None))
         for request in out.retrain_requests:
-            await self.retrain.send(key=request.request_id.encode(), value=encode(request))
+            deliveries.append(await send(topics.retrain, request.request_id.encode(), encode(request), None, None, None))
         for letter in out.dead_letters:
-            await self.deadletter.send(
-                key=letter["id"].encode(), value=letter["payload"],
-                headers=[(name, str(letter[name] or "").encode()) for name in ("reason", "code", "field", "source", "position")],
-            )
+            headers = [(name, str(letter[name] or "").encode()) for name in ("reason", "code", "field", "source", "position")]
+            deliveries.append(await send(topics.deadletter, letter["id"].encode(), letter["payload"], None, None, headers))
+        self._deliveries = [delivery for delivery in deliveries if not _delivered(delivery)]
 
     def _write_status(self) -> None:
         assert self.settings.status_file is not None
@@ -341,7 +368,11 @@ class Worker:
         Everything the state says was emitted must be delivered first: the partials, joined
         rows and dead letters sent so far, and the rows handed to the store.
         """
+        await self._published()
         await self.app.producer.flush()
+        for delivery in self._deliveries:
+            await delivery
+        self._deliveries = []
         await asyncio.to_thread(self.store.flush)
         blob = await asyncio.to_thread(runner.snapshot)
         if self.runners.get(partition) is not runner:
