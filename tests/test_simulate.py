@@ -182,6 +182,24 @@ def test_topics_are_created_with_the_partition_count(kafka_bootstrap: str) -> No
 
 
 @pytest.mark.kafka
+def test_topics_are_created_with_their_configs(kafka_bootstrap: str) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    compacted, large = topic_pair()
+    ensure_topics(kafka_bootstrap, [compacted, large], 2, compacted=[compacted],
+                  configs={large: {"max.message.bytes": str(64 * 1024 * 1024)}})
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        # kafka-python 3 returns the configs set on the topic: {"topic": {name: {config: {"value": ...}}}}.
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in (compacted, large)])
+    finally:
+        admin.close()
+    values = {name: {key: entry["value"] for key, entry in configs.items()} for name, configs in described["topic"].items()}
+    assert values == {compacted: {"cleanup.policy": "compact"}, large: {"max.message.bytes": str(64 * 1024 * 1024)}}
+
+
+@pytest.mark.kafka
 def test_a_topic_with_another_partition_count_is_an_error_naming_it(kafka_bootstrap: str) -> None:
     predictions, ground_truth = topic_pair()
     ensure_topics(kafka_bootstrap, [ground_truth], 2)

@@ -9,7 +9,7 @@ on one worker. The simulator and the worker both call :func:`ensure_topics`.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient
@@ -38,6 +38,12 @@ def _admin(bootstrap: str | Sequence[str], timeout: float) -> KafkaAdminClient:
         raise KafkaSetupError(f"no Kafka broker answers at {','.join(servers)} within {timeout:g} s ({reason})") from None
 
 
+def _configs(topic: str, compacted: Sequence[str], configs: Mapping[str, Mapping[str, str]] | None) -> dict[str, str]:
+    out = {"cleanup.policy": "compact"} if topic in compacted else {}
+    out.update((configs or {}).get(topic, {}))
+    return out
+
+
 def ensure_topics(
     bootstrap: str | Sequence[str],
     topics: Sequence[str],
@@ -46,6 +52,7 @@ def ensure_topics(
     replication: int = 1,
     timeout: float = 10.0,
     compacted: Sequence[str] = (),
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, bool]:
     """Create the missing ``topics`` with ``partitions`` partitions; check the existing ones.
 
@@ -69,6 +76,8 @@ def ensure_topics(
     compacted
         Topics (among ``topics``) created with ``cleanup.policy=compact``: Kafka keeps the latest
         message per key (the alerts topic, keyed by alert id).
+    configs
+        Further topic configs of the topics created, by topic (e.g. ``max.message.bytes``).
 
     Returns
     -------
@@ -103,14 +112,13 @@ def ensure_topics(
         if missing:
             try:
                 admin.create_topics(
-                    [NewTopic(t, partitions, replication, topic_configs={"cleanup.policy": "compact"} if t in compacted else {})
-                     for t in missing],
+                    [NewTopic(t, partitions, replication, topic_configs=_configs(t, compacted, configs)) for t in missing],
                     wait_for_metadata=True,
                 )
             except TopicAlreadyExistsError:
                 # Created concurrently (another simulator or a worker): check it like any other.
                 return ensure_topics(bootstrap, topics, partitions, replication=replication, timeout=timeout,
-                                     compacted=compacted)
+                                     compacted=compacted, configs=configs)
             except KafkaError as error:
                 raise KafkaSetupError(f"cannot create topic {', '.join(map(repr, missing))}: {error}") from None
         return {t: t in missing for t in topics}
