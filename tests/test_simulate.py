@@ -200,6 +200,22 @@ def test_topics_are_created_with_their_configs(kafka_bootstrap: str) -> None:
 
 
 @pytest.mark.kafka
+def test_existing_topics_get_the_configs_asked_for(kafka_bootstrap: str) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    old, _ = topic_pair()
+    ensure_topics(kafka_bootstrap, [old], 2)
+    assert ensure_topics(kafka_bootstrap, [old], 2, configs={old: {"max.message.bytes": "5000000"}}) == {old: False}
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, old)])
+    finally:
+        admin.close()
+    assert described["topic"][old]["max.message.bytes"]["value"] == "5000000"
+
+
+@pytest.mark.kafka
 def test_a_topic_with_another_partition_count_is_an_error_naming_it(kafka_bootstrap: str) -> None:
     predictions, ground_truth = topic_pair()
     ensure_topics(kafka_bootstrap, [ground_truth], 2)

@@ -87,6 +87,15 @@ class NumericProfile:
     seed: int
     reference_frame: np.ndarray = field(repr=False)
 
+    def __post_init__(self) -> None:
+        # The compiled walks index the frame without bounds checks: it must be exactly framed.
+        frame_ = self.reference_frame
+        if (
+            frame_.dtype != np.float64 or frame_.shape != (self.reference_sample.size + 2,)
+            or frame_[0] != -np.inf or frame_[-1] != np.inf
+        ):
+            raise ValueError("reference_frame must be reference_sample framed by -inf and +inf (use NumericProfile.fit)")
+
     @classmethod
     def fit(
         cls,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from faust.transport.drivers import TRANSPORTS
@@ -58,6 +58,18 @@ def route_batches(app: AppT, topics: Iterable[str], handler: BatchHandler) -> No
 class BatchConsumer(aiokafka_driver.Consumer):
     """The aiokafka consumer of Faust with a fetch loop that delivers routed topics in batches."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sought: set[TP] = set()
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self._sought.add(partition)
+        await super().seek(partition, offset)
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        self._sought.update(partitions)
+        await super().seek_wait(partitions)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in a worker process
         topics, handler = _ROUTES.get(self.app, (frozenset(), None))
         read_offset = self._read_offset
@@ -70,7 +82,10 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 if not self.flow_active:
                     # As Faust's getmany: a fetch made while the flow is suspended is dropped and
                     # the partitions go back to their committed positions.
-                    await self.perform_seek()
+                    try:
+                        await self.perform_seek()
+                    except Exception as error:
+                        self.log.warning("seek after a fetch while the flow was suspended failed: %r", error)
                     continue
                 if not records:
                     await asyncio.sleep(0)
@@ -88,17 +103,20 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     if tp.topic in topics and handler is not None:
                         batch[tp] = fetched
                         continue
+                    # Faust's own per-message delivery (table changelogs), as in its fetch loop.
                     for record in fetched:
-                        await self.callback(self._to_message(tp, record))
+                        if not self.flow_active or generation != self.app.consumer_generation_id:
+                            break
+                        await self.wait_first(self.callback(self._to_message(tp, record)), self.suspend_flow.wait())
                         read_offset[tp] = record.offset
                 if batch and generation == self.app.consumer_generation_id and self.flow_active:
                     assert handler is not None
-                    before = {tp: read_offset.get(tp) for tp in batch}
+                    self._sought.clear()
                     await handler(batch)
                     for tp, fetched in batch.items():
                         # A seek made by the handler (a partition restored from its checkpoint)
                         # sets the position; it must not be overwritten with this fetch's end.
-                        if read_offset.get(tp) == before[tp]:
+                        if tp not in self._sought:
                             read_offset[tp] = fetched[-1].offset
                 await asyncio.sleep(0)
         except self.consumer_stopped_errors:

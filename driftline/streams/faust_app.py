@@ -56,7 +56,7 @@ from driftline.reference import ModelReference
 from driftline.storage import Store
 from driftline.streams.batch_transport import SCHEME, route_batches
 from driftline.streams.join import LabeledRow
-from driftline.streams.partitioned import PartitionRunner, Partials, partition_for
+from driftline.streams.partitioned import PartitionRunner, partition_for
 from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Output
 from driftline.streams.sinks import StoreSink
 
@@ -167,7 +167,6 @@ class Worker:
         self._slots: dict[int, int] = {}
         self._checkpointed: dict[int, float] = {}
         self._deliveries: list[Any] = []
-        self._publishing: asyncio.Future[None] | None = None
         topics = settings.topics
         # Faust wants a data directory even with the in-memory table store; state lives in the
         # checkpoint topic, so a scratch directory that goes away with the process is enough.
@@ -241,9 +240,7 @@ class Worker:
         if not work:
             return
         out, sent = await asyncio.to_thread(self._compute, work)
-        # The output goes out while the next fetch is computed; publishing stays in batch order.
-        await self._published()
-        self._publishing = asyncio.ensure_future(self._publish(out, sent))
+        await self._publish(out, sent)
         now = time.monotonic()
         for partition in sorted(by_partition):
             runner = self.runners.get(partition)
@@ -267,32 +264,33 @@ class Worker:
                 sources.append(Message(kind, value, message.topic, f"{partition}:{message.offset}"))
         return sources, partials
 
-    def _compute(self, work: list[tuple[PartitionRunner, list[Message], list[bytes]]]) -> tuple[Output, list[Partials]]:
-        """Run every partition's share of a batch and store the rows in one write per table."""
+    def _compute(
+        self, work: list[tuple[PartitionRunner, list[Message], list[bytes]]]
+    ) -> tuple[Output, list[tuple[int, bytes, bytes]]]:
+        """Run every partition's share of a batch and store the rows in one write per table.
+
+        Partials come back serialised, as ``(partition, key, value)``: pickled here, on the
+        compute thread, rather than while sending.
+        """
         out = Output()
-        sent: list[Partials] = []
+        sent: list[tuple[int, bytes, bytes]] = []
         for runner, sources, partials in work:
             if sources:
                 part, partial = runner.process_sources(sources)
-                sent.extend(partial)
+                sent.extend(
+                    (partition_for(p.model, self.settings.partitions), p.model.encode(), p.to_bytes()) for p in partial
+                )
                 out.extend(part)
             out.extend(runner.process_partials(partials))
         self.sink.write(out)
         return out, sent
 
-    async def _published(self) -> None:
-        """Wait for the previous batch's output to be handed to the producer (raises its error)."""
-        if self._publishing is not None:
-            publishing, self._publishing = self._publishing, None
-            await publishing
-
-    async def _publish(self, out: Output, sent: list[Partials]) -> None:
+    async def _publish(self, out: Output, sent: list[tuple[int, bytes, bytes]]) -> None:
         # Straight to the producer: a Faust Topic.send adds a channel, a FutureMessage and
         # callbacks per message, about 100 µs each here (one message per joined row).
         send, topics, deliveries = self.app.producer.send, self.settings.topics, self._deliveries
-        for partial in sent:
-            partition = partition_for(partial.model, self.settings.partitions)
-            deliveries.append(await send(self.partials_name, partial.model.encode(), partial.to_bytes(), partition, None, None))
+        for partition, key, value in sent:
+            deliveries.append(await send(self.partials_name, key, value, partition, None, None))
         for row in out.labeled:
             deliveries.append(await send(topics.labeled, row.model.encode(), labeled_value(row), None, None, None))
         for alert in out.alerts:
@@ -368,7 +366,6 @@ class Worker:
         Everything the state says was emitted must be delivered first: the partials, joined
         rows and dead letters sent so far, and the rows handed to the store.
         """
-        await self._published()
         await self.app.producer.flush()
         for delivery in self._deliveries:
             await delivery

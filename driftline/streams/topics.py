@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 
@@ -42,6 +42,26 @@ def _configs(topic: str, compacted: Sequence[str], configs: Mapping[str, Mapping
     out = {"cleanup.policy": "compact"} if topic in compacted else {}
     out.update((configs or {}).get(topic, {}))
     return out
+
+
+def _align_configs(admin: KafkaAdminClient, topics: list[str], configs: Mapping[str, Mapping[str, str]] | None) -> None:
+    wanted = {t: dict(configs[t]) for t in topics if configs and configs.get(t)}
+    if not wanted:
+        return
+    try:
+        # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}, the configs set on the topic.
+        current = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in wanted])["topic"]
+        changes = [
+            ConfigResource(ConfigResourceType.TOPIC, t, {k: v for k, v in values.items()
+                                                         if current.get(t, {}).get(k, {}).get("value") != v})
+            for t, values in wanted.items()
+        ]
+        changes = [change for change in changes if change.configs]
+        if changes:
+            admin.alter_configs(changes, incremental=True)
+    except KafkaError as error:
+        detail = "; ".join(f"{t}: {values}" for t, values in wanted.items())
+        raise KafkaSetupError(f"cannot set the configs of existing topics ({detail}): {error}") from None
 
 
 def ensure_topics(
@@ -77,7 +97,8 @@ def ensure_topics(
         Topics (among ``topics``) created with ``cleanup.policy=compact``: Kafka keeps the latest
         message per key (the alerts topic, keyed by alert id).
     configs
-        Further topic configs of the topics created, by topic (e.g. ``max.message.bytes``).
+        Further topic configs, by topic (e.g. ``max.message.bytes``): set on the topics created,
+        and set (incrementally) on existing topics whose value differs.
 
     Returns
     -------
@@ -108,6 +129,7 @@ def ensure_topics(
                 "count (they are co-partitioned by event_id); ask for the existing count (--partitions) or "
                 "delete the topic"
             )
+        _align_configs(admin, [t for t in dict.fromkeys(topics) if t in existing], configs)
         missing = [t for t in dict.fromkeys(topics) if t not in existing]
         if missing:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -415,3 +416,9 @@ def test_domain_classifier_names_the_shifted_feature():
     same = domain_classifier(ref, ref.sample(frac=1.0, random_state=1).reset_index(drop=True).assign(
         a=rng.normal(size=n), b=rng.normal(size=n)), max_rows=600, cv=3)
     assert abs(same.auc - 0.5) < 0.08
+
+
+def test_a_profile_with_an_unframed_reference_is_refused():
+    profile = NumericProfile.fit(np.arange(5.0), name="x")
+    with pytest.raises(ValueError, match="reference_frame must be reference_sample framed"):
+        replace(profile, reference_frame=profile.reference_sample)
