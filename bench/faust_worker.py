@@ -414,8 +414,9 @@ def section(argv: list[str], info: dict[str, Any], results: dict[str, list[Resul
     warnings = sorted({line for v in results.values() for r in v for line in r.log_lines if "Crashed" in line})
     crashes = ""
     if warnings:
-        crashes = (f"\n\nWorker logs: {len(warnings)} agent crash(es) logged by Faust during the runs (Faust's supervisor "
-                   "restarted the agent), e.g. `" + warnings[0].split("]: ", 1)[-1][:200].strip() + "`.")
+        crashes = (f"\n\nWorker logs: {len(warnings)} crash(es) logged by Faust during the runs, e.g. `"
+                   + warnings[0].split("]: ", 1)[-1][:200].strip() + "`: Faust cancels and restarts its fetcher "
+                   "on every rebalance (two workers joining one group) and logs that as a crash.")
     return f"""{SECTION}
 
 Command: `bash scripts/kafka.sh start && {cmd}`

@@ -119,7 +119,11 @@ class BatchConsumer(aiokafka_driver.Consumer):
                         if tp not in self._sought:
                             read_offset[tp] = fetched[-1].offset
                 await asyncio.sleep(0)
-        except self.consumer_stopped_errors:
+        except (asyncio.CancelledError, *self.consumer_stopped_errors):
+            # As Faust's loop: quiet when the app is stopping. Otherwise (Faust stops the fetcher
+            # on every rebalance) Faust's fetcher task handles the cancellation and restarts it;
+            # a handler cut short there is harmless, since the worker drops revoked partitions and
+            # restores them from their checkpoints.
             if self.transport.app.should_stop:
                 return
             raise
