@@ -306,7 +306,10 @@ def ks(profile: Any, acc: Any) -> DriftResult:
     profile, acc = _numeric_pair(profile, acc)
     if acc.n_valid == 0:
         return _empty(profile, "ks", True)
-    num = _raw_statistics((profile, acc, {"ks"}))["ks"]
+    return _ks_result(profile, acc, _raw_statistics((profile, acc, {"ks"}))["ks"])
+
+
+def _ks_result(profile: NumericProfile, acc: NumericAccumulator, num: int) -> DriftResult:
     d, p = _ks_pvalue(profile.reference_sample.size, acc._sample_size(), num)
     return DriftResult(
         profile.name, "ks", d, p, d, profile.n_reference, acc.n_valid, acc.is_exact and profile.sample_is_exact
@@ -582,12 +585,8 @@ def compare_many(
 
     raw = dict(zip(raw_tests, _thread_map(_raw_statistics, list(raw_tests.values()), n_threads)))
     for i, test, profile, acc in raw_jobs:
-        exact = acc.is_exact and profile.sample_is_exact
-        if test == "ks":
-            d, p = _ks_pvalue(profile.reference_sample.size, acc._sample_size(), raw[slots[i][0]]["ks"])
-            results[i] = DriftResult(profile.name, "ks", d, p, d, profile.n_reference, acc.n_valid, exact)
-        else:
-            results[i] = _wasserstein_result(profile, acc, raw[slots[i][0]]["wasserstein"])
+        value = raw[slots[i][0]][test]
+        results[i] = _ks_result(profile, acc, value) if test == "ks" else _wasserstein_result(profile, acc, value)
 
     if chi_jobs:
         stat_arr = np.array([job[3] for job in chi_jobs])

@@ -33,19 +33,17 @@ __all__ = ["frame", "sorted_frame", "ks_numerator", "wasserstein_sum", "prob_out
 _LOG_TINY = -60.0 * math.log(2.0)
 
 
-def frame(sorted_values: np.ndarray) -> np.ndarray:
-    """``[-inf, *sorted_values, +inf]`` as float64."""
-    out = np.empty(sorted_values.size + 2)
+def frame(values: np.ndarray) -> np.ndarray:
+    """``[-inf, *values, +inf]`` as float64 (``values`` must already be sorted to be walked)."""
+    out = np.empty(values.size + 2)
     out[0], out[-1] = -np.inf, np.inf
-    out[1:-1] = sorted_values
+    out[1:-1] = values
     return out
 
 
 def sorted_frame(values: np.ndarray) -> np.ndarray:
     """The framed sorted copy of ``values`` (sorted in place in the frame: one copy, not two)."""
-    out = np.empty(values.size + 2)
-    out[0], out[-1] = -np.inf, np.inf
-    out[1:-1] = values
+    out = frame(values)
     out[1:-1].sort()
     return out
 
