@@ -181,38 +181,35 @@ def test_topics_are_created_with_the_partition_count(kafka_bootstrap: str) -> No
     assert ensure_topics(kafka_bootstrap, topics, 3) == {topics[0]: False, topics[1]: False}
 
 
-@pytest.mark.kafka
-def test_topics_are_created_with_their_configs(kafka_bootstrap: str) -> None:
+def topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
+    """The configs set on each topic (kafka-python 3 returns only those by default)."""
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+    finally:
+        admin.close()
+    return {name: {key: entry["value"] for key, entry in configs.items()} for name, configs in described["topic"].items()}
+
+
+@pytest.mark.kafka
+def test_topics_are_created_with_their_configs(kafka_bootstrap: str) -> None:
     compacted, large = topic_pair()
     ensure_topics(kafka_bootstrap, [compacted, large], 2, compacted=[compacted],
                   configs={large: {"max.message.bytes": str(64 * 1024 * 1024)}})
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        # kafka-python 3 returns the configs set on the topic: {"topic": {name: {config: {"value": ...}}}}.
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in (compacted, large)])
-    finally:
-        admin.close()
-    values = {name: {key: entry["value"] for key, entry in configs.items()} for name, configs in described["topic"].items()}
-    assert values == {compacted: {"cleanup.policy": "compact"}, large: {"max.message.bytes": str(64 * 1024 * 1024)}}
+    assert topic_configs(kafka_bootstrap, [compacted, large]) == {
+        compacted: {"cleanup.policy": "compact"}, large: {"max.message.bytes": str(64 * 1024 * 1024)},
+    }
 
 
 @pytest.mark.kafka
 def test_existing_topics_get_the_configs_asked_for(kafka_bootstrap: str) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.admin import ConfigResource, ConfigResourceType
-
     old, _ = topic_pair()
     ensure_topics(kafka_bootstrap, [old], 2)
     assert ensure_topics(kafka_bootstrap, [old], 2, configs={old: {"max.message.bytes": "5000000"}}) == {old: False}
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, old)])
-    finally:
-        admin.close()
-    assert described["topic"][old]["max.message.bytes"]["value"] == "5000000"
+    assert topic_configs(kafka_bootstrap, [old])[old]["max.message.bytes"] == "5000000"
 
 
 @pytest.mark.kafka

@@ -193,9 +193,8 @@ class Worker:
         )
         self.partials_name = partials_topic(settings.group)
         self.input_topics = (topics.predictions, topics.ground_truth, self.partials_name)
-        self.inputs = self.app.topic(*self.input_topics, acks=False, key_serializer="raw", value_serializer="raw")
         self.kinds = {topics.predictions: PREDICTION, topics.ground_truth: GROUND_TRUTH}
-        self.app.topics.add(self.inputs)
+        self.app.topics.add(self.app.topic(*self.input_topics, acks=False, key_serializer="raw", value_serializer="raw"))
         route_batches(self.app, self.input_topics, self._on_fetch)
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
