@@ -342,6 +342,10 @@ class EventDecoder:
         self._predictions = msgspec.json.Decoder(predictions)
         self._truths = msgspec.json.Decoder(truths)
 
+    def now_ms(self) -> int:
+        """The decoder's wall clock, in ms."""
+        return self._now_ms()
+
     def decode_prediction(self, data: bytes) -> Prediction:
         """Decode one prediction event, raising :class:`InvalidEvent` with the reason."""
         return self._decode(self._predictions, data, "prediction")  # type: ignore[return-value]
@@ -349,6 +353,36 @@ class EventDecoder:
     def decode_ground_truth(self, data: bytes) -> GroundTruth:
         """Decode one ground-truth event, raising :class:`InvalidEvent` with the reason."""
         return self._decode(self._truths, data, "ground_truth")  # type: ignore[return-value]
+
+    def decode_ground_truths(self, messages: list[bytes]) -> tuple[list[GroundTruth], list[int], list[tuple[int, Rejection]]]:
+        """Decode a batch: ``(events, their positions, [(position, rejection)])``.
+
+        Equivalent to :meth:`decode_ground_truth` on each message, with the clock read once.
+        """
+        events: list[GroundTruth] = []
+        positions: list[int] = []
+        rejected: list[tuple[int, Rejection]] = []
+        decode = self._truths.decode
+        limit = self.limits.max_event_bytes
+        horizon = self._now_ms() + self.limits.max_future_ms
+        for i, data in enumerate(messages):
+            try:
+                if len(data) > limit:
+                    raise InvalidEvent(Rejection("oversize", "", f"<= {limit} bytes", f"{len(data)} bytes"))
+                try:
+                    event = decode(data)
+                except msgspec.ValidationError as error:
+                    raise InvalidEvent(_describe(error, "ground_truth")) from None
+                except msgspec.DecodeError as error:
+                    raise InvalidEvent(_describe_malformed(error, data)) from None
+                if not (0 < len(event.event_id) <= 256 and MIN_TS_MS <= event.ts <= horizon):
+                    self._check(event)
+            except InvalidEvent as error:
+                rejected.append((i, error.rejection))
+                continue
+            events.append(event)
+            positions.append(i)
+        return events, positions, rejected
 
     def _decode(self, decoder: msgspec.json.Decoder, data: bytes, root: str) -> msgspec.Struct:
         if len(data) > self.limits.max_event_bytes:

@@ -139,7 +139,7 @@ def test_invalid_events_are_dead_lettered_and_the_stream_continues(pipeline):
         ("invalid_json", ""), ("wrong_type", "features.x"), ("unknown_model", "model"),
         ("future_timestamp", "ts"), ("invalid_value", "label"),
     ]
-    assert [p.event_id for p in out.predictions] == ["e4"]
+    assert [event_id for batch in out.predictions for event_id in batch.event_id] == ["e4"]
     assert len({d["id"] for d in out.dead_letters}) == 5
     assert out.dead_letters[0]["payload"] == b"{oops"
 

@@ -8,10 +8,14 @@ counted twice. Labels whose prediction never came are returned as orphans when t
 
 Examples
 --------
+>>> from driftline.config import parse_spec
 >>> from driftline.events import Prediction, GroundTruth
->>> joiner = Joiner({}, ttl_ms={"m": 1_000}, segment_fields={"m": ()})
+>>> from driftline.streams.columns import PredictionColumns
+>>> spec = parse_spec({"model": "m", "task": "binary", "reference": {"path": "ref.csv"},
+...                    "features": [{"name": "x", "kind": "numeric"}]})
+>>> joiner = Joiner({}, ttl_ms={"m": 1_000}, segment_columns={"m": ()})
 >>> p = Prediction(model="m", event_id="a", version="v1", ts=1_000, features={}, prediction=1, score=0.9)
->>> joiner.add_predictions([p])
+>>> joiner.add_predictions(PredictionColumns.from_events(spec, [p]))
 ([], [])
 >>> rows, rejected = joiner.add_ground_truth([GroundTruth(model="m", event_id="a", ts=1_500, label=0)])
 >>> rows[0].label, rows[0].delay_ms
@@ -24,11 +28,11 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import attrgetter
-from sys import intern
+from itertools import repeat
 from typing import Any
 
-from driftline.events import GroundTruth, Prediction, Rejection
+from driftline.events import GroundTruth, Rejection
+from driftline.streams.columns import PredictionColumns
 from driftline.streams.state import State
 
 _PREDICTION = "P"
@@ -43,21 +47,6 @@ def split_key(key: str) -> tuple[str, str]:
     """``(model, event_id)`` of a join state key."""
     model, _, event_id = key.partition(_SEP)
     return model, event_id
-
-
-def _values_getter(names: tuple[str, ...]) -> Any:
-    """The named features of a typed features struct, or of a plain mapping, as a tuple."""
-    if not names:
-        return lambda features: ()
-    attributes = attrgetter(*names)
-    single = len(names) == 1
-
-    def get(features: Any) -> tuple[Any, ...]:
-        if type(features) is dict:
-            return tuple(features.get(name) for name in names)
-        return (attributes(features),) if single else attributes(features)
-
-    return get
 
 
 @dataclass(slots=True)
@@ -91,23 +80,23 @@ class Joiner:
         Mapping that holds pending entries, joined markers and each model's watermark.
     ttl_ms
         Per model, how long (event time) either side waits for the other.
-    segment_fields
-        Per model, the feature names whose values travel with the joined row (segments and
-        the protected attribute).
+    segment_columns
+        Per model, the categorical feature columns (indices into
+        :attr:`PredictionColumns.categorical <driftline.streams.columns.PredictionColumns>`)
+        whose values travel with the joined row: its segments and protected attribute.
 
     The TTL is checked when an event arrives, against the watermark in force at its place in
     the stream (the largest prediction time of its model before it), so whether two events join
     never depends on how the stream was batched or when the sweep in :meth:`expire` last ran.
     """
 
-    def __init__(self, state: State, ttl_ms: dict[str, int], segment_fields: dict[str, tuple[str, ...]]):
+    def __init__(self, state: State, ttl_ms: dict[str, int], segment_columns: dict[str, tuple[int, ...]]):
         for model, ttl in ttl_ms.items():
             if ttl <= 0:
                 raise ValueError(f"ttl_ms[{model!r}] must be > 0, got {ttl}")
         self.state = state
         self.ttl_ms = ttl_ms
-        self.segment_fields = segment_fields
-        self._getters = {model: _values_getter(names) for model, names in segment_fields.items()}
+        self.segment_columns = segment_columns
         self._orphans: list[tuple[str, tuple[Any, ...]]] = []
         self._swept_at: dict[str, int] = {}
 
@@ -115,52 +104,50 @@ class Joiner:
         """The largest prediction time seen for ``model``."""
         return self.state.get(_SEP + model, 0)
 
-    def _expired(self, entry: Any, model: str, watermark: int) -> bool:
-        return (entry if type(entry) is int else entry[1]) < watermark - self.ttl_ms[model]
-
     def _take_expired(self, key: str, entry: Any) -> None:
         del self.state[key]
         if type(entry) is not int and entry[0] == _LABEL:
             self._orphans.append((key, entry))
 
-    def add_predictions(self, events: list[Prediction]) -> tuple[list[LabeledRow], list[tuple[Any, Rejection]]]:
+    def add_predictions(self, batch: PredictionColumns) -> tuple[list[LabeledRow], list[tuple[int, Rejection]]]:
+        """Join a batch of one model's predictions, in order.
+
+        Returns the joined rows and ``(row, rejection)`` for every prediction whose
+        ``event_id`` was already seen within the TTL (``row`` indexes ``batch``).
+        """
         rows: list[LabeledRow] = []
-        rejected: list[tuple[Any, Rejection]] = []
+        rejected: list[tuple[int, Rejection]] = []
         state = self.state
-        getters = self._getters
-        watermarks: dict[str, int] = {}
-        for event in events:
-            model = event.model
-            watermark = watermarks.get(model)
-            if watermark is None:
-                watermark = self.watermark(model)
-            key = model + _SEP + event.event_id
+        model = batch.model
+        prefix = model + _SEP
+        ttl = self.ttl_ms[model]
+        watermark = self.watermark(model)
+        columns = self.segment_columns[model]
+        values_of = zip(*(batch.categorical[:, j].tolist() for j in columns)) if columns else repeat(())
+        scores = PredictionColumns.optional(batch.score)
+        for i, (event_id, ts, version, role, prediction, score, probabilities, values) in enumerate(zip(
+            batch.event_id, batch.ts.tolist(), batch.version.tolist(), batch.role.tolist(),
+            batch.prediction.tolist(), scores, batch.probabilities, values_of,
+        )):
+            key = prefix + event_id
             entry = state.get(key)
-            if entry is not None and self._expired(entry, model, watermark):
+            if entry is not None and (entry if type(entry) is int else entry[1]) < watermark - ttl:
                 self._take_expired(key, entry)
                 entry = None
-            if event.ts > watermark:
-                watermarks[model] = event.ts
-            elif model not in watermarks:
-                watermarks[model] = watermark
+            if ts > watermark:
+                watermark = ts
             if entry is not None and (type(entry) is int or entry[0] == _PREDICTION):
-                rejected.append((event, Rejection("duplicate_event_id", "event_id", "an event_id not seen within label_ttl", event.event_id)))
+                rejected.append((i, Rejection("duplicate_event_id", "event_id", "an event_id not seen within label_ttl", event_id)))
                 continue
-            values = getters[model](event.features)
             if entry is None:
-                # Interned: every decoded event carries its own copies of these few distinct
-                # strings, and a waiting prediction holds them for up to the label TTL.
-                values = tuple(intern(v) if type(v) is str else v for v in values)
-                state[key] = (_PREDICTION, event.ts, intern(event.version), intern(event.role), event.prediction,
-                              event.score, event.probabilities, values)
+                state[key] = (_PREDICTION, ts, version, role, prediction, score, probabilities, values)
             else:
                 _, label_ts, label, source, _ = entry
-                state[key] = event.ts
+                state[key] = ts
                 rows.append(
-                    LabeledRow(event.event_id, model, event.version, event.role, values, event.ts,
-                               label_ts, event.prediction, event.score, event.probabilities, label, source)
+                    LabeledRow(event_id, model, version, role, values, ts, label_ts, prediction, score, probabilities, label, source)
                 )
-        for model, watermark in watermarks.items():
+        if len(batch):
             state[_SEP + model] = watermark
         return rows, rejected
 
@@ -179,16 +166,18 @@ class Joiner:
         rows: list[LabeledRow] = []
         rejected: list[tuple[Any, Rejection]] = []
         state = self.state
-        for i, event in enumerate(events):
+        ttl_ms = self.ttl_ms
+        if watermarks is None:
+            watermarks = [self.watermark(event.model) for event in events]
+        for event, origin, watermark in zip(events, repeat(None) if origins is None else origins, watermarks):
             model = event.model
             key = model + _SEP + event.event_id
             entry = state.get(key)
-            watermark = self.watermark(model) if watermarks is None else watermarks[i]
-            if entry is not None and self._expired(entry, model, watermark):
+            if entry is not None and (entry if type(entry) is int else entry[1]) < watermark - ttl_ms[model]:
                 self._take_expired(key, entry)
                 entry = None
             if entry is None:
-                state[key] = (_LABEL, event.ts, event.label, event.source, None if origins is None else origins[i])
+                state[key] = (_LABEL, event.ts, event.label, event.source, origin)
             elif type(entry) is int or entry[0] == _LABEL:
                 rejected.append((event, Rejection("duplicate_label", "event_id", "one label per event_id", event.event_id)))
             else:

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from driftline.config import ModelSpec
-from driftline.events import Alert, EventDecoder, GroundTruth, InvalidEvent, Limits, Prediction, Rejection, RetrainRequest, encode
+from driftline.events import Alert, EventDecoder, GroundTruth, InvalidEvent, Limits, Rejection, RetrainRequest, encode
 from driftline.reference import ModelReference
 from driftline.streams.alerts import AlertEngine
+from driftline.streams.columns import PredictionColumns, PredictionDecoder
 from driftline.streams.join import Joiner, LabeledRow, split_key
 from driftline.streams.processors import DriftProcessor, DriftWindow, PerformanceProcessor, PerformanceWindow
 from driftline.streams.state import State
 
 PREDICTION = "prediction"
 GROUND_TRUTH = "ground_truth"
+_kind = attrgetter("kind")
+_data = attrgetter("data")
 
 
 @dataclass(slots=True)
@@ -37,7 +44,7 @@ class Message:
 class Output:
     """What one batch produced, per destination table."""
 
-    predictions: list[Prediction] = field(default_factory=list)
+    predictions: list[PredictionColumns] = field(default_factory=list)
     ground_truth: list[GroundTruth] = field(default_factory=list)
     labeled: list[LabeledRow] = field(default_factory=list)
     window_metrics: list[dict[str, Any]] = field(default_factory=list)
@@ -111,8 +118,12 @@ class Pipeline:
             max_future_ms=max(s.max_future_ms for s in specs),
         )
         self.decoder = EventDecoder(specs, limits, now_ms=now_ms)
+        self.predictions = PredictionDecoder(specs, self.decoder)
         carried = {
-            s.model: tuple(s.segments) + ((s.protected_attribute,) if s.protected_attribute else ())
+            s.model: tuple(
+                s.categorical_features.index(name)
+                for name in (*s.segments, *((s.protected_attribute,) if s.protected_attribute else ()))
+            )
             for s in specs
         }
         self.joiner = Joiner({} if join_state is None else join_state, {s.model: s.label_ttl_ms for s in specs}, carried)
@@ -127,50 +138,48 @@ class Pipeline:
     def process(self, messages: Iterable[Message]) -> Output:
         """Run one batch through the pipeline and return what it produced."""
         out = Output()
-        predictions: dict[str, list[Prediction]] = {}
-        origins: dict[int, Message] = {}
-        truths: list[GroundTruth] = []
-        # Each label is joined against the watermark at its own place in the stream, so that
-        # the outcome does not depend on where the batches were cut.
-        running: dict[str, int] = {}
-        label_watermarks: list[int] = []
-        decode_prediction = self.decoder.decode_prediction
-        decode_truth = self.decoder.decode_ground_truth
-        for message in messages:
-            self.counts["messages"] += 1
-            try:
-                if message.kind == PREDICTION:
-                    event = decode_prediction(message.data)
-                    predictions.setdefault(event.model, []).append(event)
-                    if event.ts > running.get(event.model, -1):
-                        running[event.model] = max(event.ts, self.joiner.watermark(event.model))
-                else:
-                    event = decode_truth(message.data)
-                    truths.append(event)
-                    label_watermarks.append(running.get(event.model) or self.joiner.watermark(event.model))
-            except InvalidEvent as error:
-                out.dead_letters.append(dead_letter(message.source, message.position, message.data, error.rejection))
-                continue
-            origins[id(event)] = message
-        for model, events in predictions.items():
-            accepted, late = self.drift.split_late(model, events)
-            spec = self.references[model].spec
-            for event in late:
-                self._reject(out, origins, event, Rejection(
-                    "late_event", "ts", f"an event time within allowed_lateness ({spec.allowed_lateness}) of its window end",
-                    str(event.ts)))
-            joined, duplicates = self.joiner.add_predictions(accepted)
-            for event, rejection in duplicates:
-                self._reject(out, origins, event, rejection)
-            duplicate_ids = {id(event) for event, _ in duplicates}
-            accepted = [e for e in accepted if id(e) not in duplicate_ids] if duplicates else accepted
-            self.drift.add(model, accepted)
-            self.performance.add_predictions(model, accepted)
-            out.predictions.extend(accepted)
+        messages = list(messages)
+        self.counts["messages"] += len(messages)
+        is_prediction = np.array(list(map(_kind, messages)), dtype=object) == PREDICTION
+        prediction_at, truth_at = np.flatnonzero(is_prediction), np.flatnonzero(~is_prediction).tolist()
+        data = list(map(_data, messages))
+        batches, rejected = self.predictions.decode(list(compress(data, is_prediction.tolist())))
+        failures = [(int(prediction_at[row]), rejection) for row, rejection in rejected]
+        truths, decoded, rejected = self.decoder.decode_ground_truths(list(compress(data, (~is_prediction).tolist())))
+        failures.extend((truth_at[row], rejection) for row, rejection in rejected)
+        truth_at = [truth_at[row] for row in decoded]
+        failures.sort(key=lambda failure: failure[0])
+        for i, rejection in failures:
+            message = messages[i]
+            out.dead_letters.append(dead_letter(message.source, message.position, message.data, rejection))
+        label_watermarks = self._label_watermarks(batches, prediction_at, truths, truth_at)
+        for batch in sorted(batches.values(), key=lambda b: b.positions[0]):
+            origin = prediction_at[batch.positions]
+            late = self.drift.late(batch.model, batch.ts)
+            if late.any():
+                spec = self.references[batch.model].spec
+                for row in np.flatnonzero(late).tolist():
+                    self._reject(out, messages[origin[row]], Rejection(
+                        "late_event", "ts", f"an event time within allowed_lateness ({spec.allowed_lateness}) of its window end",
+                        str(batch.ts[row])))
+                batch, origin = batch.take(~late), origin[~late]
+            joined, duplicates = self.joiner.add_predictions(batch)
+            if duplicates:
+                keep = np.ones(len(batch), dtype=bool)
+                for row, rejection in duplicates:
+                    self._reject(out, messages[origin[row]], rejection)
+                    keep[row] = False
+                batch = batch.take(keep)
+            self.drift.add(batch)
+            self.performance.add_predictions(batch)
+            if len(batch):
+                out.predictions.append(batch)
             out.labeled.extend(joined)
-        joined, duplicates = self.joiner.add_ground_truth(truths, [origins[id(e)] for e in truths], label_watermarks)
-        for event, rejection in duplicates:
-            self._reject(out, origins, event, rejection)
+        joined, duplicates = self.joiner.add_ground_truth(truths, [messages[i] for i in truth_at], label_watermarks)
+        if duplicates:
+            truth_message = {id(event): messages[at] for event, at in zip(truths, truth_at)}
+            for event, rejection in duplicates:
+                self._reject(out, truth_message[id(event)], rejection)
         duplicate_ids = {id(event) for event, _ in duplicates}
         out.ground_truth.extend(e for e in truths if id(e) not in duplicate_ids)
         out.labeled.extend(joined)
@@ -180,6 +189,30 @@ class Pipeline:
             out.dead_letters.append(self._orphan(key, entry))
         self._count(out)
         return out
+
+    def _label_watermarks(
+        self, batches: dict[str, PredictionColumns], prediction_at: np.ndarray, truths: list[GroundTruth], truth_at: list[int]
+    ) -> list[int]:
+        """Per label, its model's watermark at the label's place in the stream.
+
+        Each label is joined against the watermark in force where it arrived (every decoded
+        prediction before it counts), so that the outcome does not depend on where the
+        batches were cut.
+        """
+        watermarks = np.empty(len(truths), dtype=np.int64)
+        models = np.array([event.model for event in truths], dtype=object)
+        at = np.array(truth_at, dtype=np.int64)
+        for model in set(models.tolist()):
+            rows = models == model
+            watermark = self.joiner.watermark(model)
+            batch = batches.get(model)
+            if batch is None:
+                watermarks[rows] = watermark
+                continue
+            highest = np.maximum(np.maximum.accumulate(batch.ts), watermark)
+            before = np.searchsorted(prediction_at[batch.positions], at[rows])
+            watermarks[rows] = np.where(before > 0, highest[np.maximum(before - 1, 0)], watermark)
+        return watermarks.tolist()
 
     def finish(self) -> Output:
         """Close every window (end of a finite stream) and report labels that never matched."""
@@ -209,8 +242,7 @@ class Pipeline:
         out.alerts.extend(alerts)
         out.retrain_requests.extend(retrain)
 
-    def _reject(self, out: Output, origins: dict[int, Message], event: Any, rejection: Rejection) -> None:
-        message = origins[id(event)]
+    def _reject(self, out: Output, message: Message, rejection: Rejection) -> None:
         out.dead_letters.append(dead_letter(message.source, message.position, message.data, rejection))
 
     def _orphan(self, key: str, entry: tuple[Any, ...]) -> dict[str, Any]:
@@ -223,7 +255,7 @@ class Pipeline:
         return dead_letter(GROUND_TRUTH, f"{model}/{event_id}", data, rejection)
 
     def _count(self, out: Output) -> None:
-        self.counts["predictions"] += len(out.predictions)
+        self.counts["predictions"] += sum(map(len, out.predictions))
         self.counts["ground_truth"] += len(out.ground_truth)
         self.counts["labeled"] += len(out.labeled)
         self.counts["dead_letters"] += len(out.dead_letters)

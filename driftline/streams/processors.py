@@ -18,15 +18,13 @@ O(features x bins) per window whatever the number of events.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from driftline.config import BINARY_METRICS, MULTICLASS_METRICS, REGRESSION_METRICS, ModelSpec
-from driftline.events import Prediction
 from driftline.monitors import NumericProfile, benjamini_hochberg, compare_many, domain_classifier
 from driftline.monitors.rows import RowSample, row_keys
 from driftline.monitors.baseline import supported_metrics, worse_than_baseline
@@ -41,6 +39,7 @@ from driftline.reference import (
     new_metric_accumulator,
     update_metric_accumulator,
 )
+from driftline.streams.columns import PredictionColumns
 from driftline.streams.join import LabeledRow
 from driftline.streams.state import State
 from driftline.streams.windows import is_closed, late_mask, window_starts
@@ -49,22 +48,22 @@ ALL = "all"
 _MIN_DOMAIN_ROWS = 50
 
 
-def row_getter(names: list[str]) -> Any:
-    """A function returning the tuple of the named attributes (one C call per row)."""
-    if not names:
-        return lambda _: ()
-    if len(names) == 1:
-        get = attrgetter(names[0])
-        return lambda obj: (get(obj),)
-    return attrgetter(*names)
+def group_rows(columns: list[np.ndarray]) -> list[tuple[tuple[Any, ...], np.ndarray]]:
+    """Row indices per distinct combination of the columns' values, in first-seen order.
 
-
-def _group(keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], np.ndarray]:
-    """Row indices per distinct key, in first-seen order."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    return {key: np.asarray(idx) for key, idx in groups.items()}
+    >>> [(key, idx.tolist()) for key, idx in group_rows([np.array(["a", "b", "a"], dtype=object), np.array([1, 1, 1])])]
+    [(('a', 1), [0, 2]), (('b', 1), [1])]
+    """
+    n = len(columns[0])
+    codes = np.zeros(n, dtype=np.int64)
+    for column in columns:
+        own, uniques = pd.factorize(column, use_na_sentinel=False)
+        _, codes = np.unique(codes * len(uniques) + own, return_inverse=True)
+    _, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
+    groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    seen = np.argsort(first, kind="stable")
+    keys = zip(*(np.asarray(column)[first[seen]].tolist() for column in columns))
+    return [(key, groups[g]) for key, g in zip(keys, seen.tolist())]
 
 
 @dataclass
@@ -98,64 +97,51 @@ class DriftProcessor:
     def __init__(self, state: State, references: dict[str, ModelReference]):
         self.state = state
         self.references = references
-        self._numeric = {m: row_getter(r.spec.numeric_features) for m, r in references.items()}
-        self._categorical = {m: row_getter(r.spec.categorical_features) for m, r in references.items()}
 
     def watermark(self, model: str) -> int:
         return self.state.get(("watermark", model), 0)
 
-    def split_late(self, model: str, events: list[Prediction]) -> tuple[list[Prediction], list[Prediction]]:
-        """(accepted, late): late events are those whose window the watermark had closed.
+    def late(self, model: str, ts: np.ndarray) -> np.ndarray:
+        """Mask of the late events of a batch: those whose window the watermark had closed.
 
         Every decoded prediction advances the watermark (a late one cannot), duplicates
         included, so the watermark is the same whichever batches the stream was cut into.
         """
         spec = self.references[model].spec
-        ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
         watermark = self.watermark(model)
         late = late_mask(ts, watermark, spec.window_ms, spec.allowed_lateness_ms)
         if len(ts):
             self.state[("watermark", model)] = max(watermark, int(ts.max()))
-        if not late.any():
-            return events, []
-        return [e for e, is_late in zip(events, late) if not is_late], [e for e, is_late in zip(events, late) if is_late]
+        return late
 
-    def add(self, model: str, accepted: list[Prediction]) -> None:
+    def add(self, batch: PredictionColumns) -> None:
         """Accumulate a batch of one model's accepted (on time, not duplicate) predictions."""
-        if not accepted:
+        if not len(batch):
             return
+        model = batch.model
         ref = self.references[model]
         spec = ref.spec
-        ts = np.fromiter((e.ts for e in accepted), dtype=np.int64, count=len(accepted))
-        features = [e.features for e in accepted]
-        numeric = np.array(list(map(self._numeric[model], features)), dtype=float).reshape(len(accepted), -1)
-        categorical = list(zip(*map(self._categorical[model], features)))
         columns: dict[str, Any] = {}
         for j, name in enumerate(spec.numeric_features):
-            columns[name] = numeric[:, j]
+            columns[name] = batch.numeric[:, j]
         for j, name in enumerate(spec.categorical_features):
-            columns[name] = np.array(categorical[j], dtype=object)
+            columns[name] = batch.categorical[:, j]
         for name, profile in ref.prediction_profiles.items():
-            values = [getattr(e, name) for e in accepted]
-            columns[name] = np.array(values, dtype=float if isinstance(profile, NumericProfile) else object)
-        starts = window_starts(ts, spec.window_ms)
-        versions = [e.version for e in accepted]
-        for (version, start), idx in _group(list(zip(versions, starts.tolist()))).items():
+            values = getattr(batch, name)
+            columns[name] = values.astype(float) if isinstance(profile, NumericProfile) else values
+        starts = window_starts(batch.ts, spec.window_ms)
+        for (version, start), idx in group_rows([batch.version, starts]):
             key = ("drift", model, version, start)
             window = self.state.get(key)
             if window is None:
                 accs = {name: p.new_accumulator() for name, p in {**ref.profiles, **ref.prediction_profiles}.items()}
                 rows = RowSample(spec.drift.domain_sample) if spec.drift.domain_classifier else None
                 window = DriftWindow(model, version, start, accs, rows=rows)
-            everything = len(idx) == len(accepted)
+            everything = len(idx) == len(batch)
             for name, acc in window.accumulators.items():
                 acc.update(columns[name] if everything else columns[name][idx])
             if window.rows is not None:
-                chosen = [accepted[i] for i in idx]
-                categorical_matrix = np.empty((len(idx), len(spec.categorical_features)), dtype=object)
-                for j, name in enumerate(spec.categorical_features):
-                    categorical_matrix[:, j] = columns[name][idx]
-                window.rows.update(row_keys([e.event_id for e in chosen]), numeric[idx], categorical_matrix)
+                window.rows.update(row_keys([batch.event_id[i] for i in idx.tolist()]), batch.numeric[idx], batch.categorical[idx])
             window.n += len(idx)
             self.state[key] = window
 
@@ -295,12 +281,15 @@ class PerformanceWindow:
                                  self.n_labeled + other.n_labeled)
 
 
+def segment_key(name: str, value: Any) -> str:
+    """The key of the segment where feature ``name`` has ``value``."""
+    text = category(value)
+    return f"{name}={'(missing)' if text is None else text}"
+
+
 def segment_keys(spec: ModelSpec, values: tuple[Any, ...]) -> list[str]:
-    keys = [ALL]
-    for name, value in zip(spec.segments, values):
-        text = category(value)
-        keys.append(f"{name}={'(missing)' if text is None else text}")
-    return keys
+    """``all`` and the key of each segment a row with these segment values belongs to."""
+    return [ALL, *(segment_key(name, value) for name, value in zip(spec.segments, values))]
 
 
 class PerformanceProcessor:
@@ -309,7 +298,7 @@ class PerformanceProcessor:
     def __init__(self, state: State, references: dict[str, ModelReference]):
         self.state = state
         self.references = references
-        self._segments = {m: row_getter(r.spec.segments) for m, r in references.items()}
+        self._segments = {m: [r.spec.categorical_features.index(n) for n in r.spec.segments] for m, r in references.items()}
         self.late_labels = 0
 
     def watermark(self, model: str) -> int:
@@ -331,68 +320,73 @@ class PerformanceProcessor:
             window = PerformanceWindow(model, version, start, {}, labels, fairness)
         return window
 
-    def add_predictions(self, model: str, events: list[Prediction]) -> None:
-        """Count accepted (not late) predictions per window and segment."""
-        if not events:
+    def add_predictions(self, batch: PredictionColumns) -> None:
+        """Count accepted (not late, not duplicate) predictions per window and segment."""
+        if not len(batch):
             return
+        model = batch.model
         spec = self.references[model].spec
-        get = self._segments[model]
-        window_ms = spec.window_ms
-        raw = Counter((e.version, e.ts - e.ts % window_ms, get(e.features)) for e in events)
-        for (version, start, values), n in raw.items():
+        segments = [batch.categorical[:, j] for j in self._segments[model]]
+        for (version, start, *values), idx in group_rows([batch.version, window_starts(batch.ts, spec.window_ms), *segments]):
             window = self._window(model, version, start)
-            for key in segment_keys(spec, values):
+            for key in segment_keys(spec, tuple(values)):
                 segment = window.segments.get(key)
                 if segment is None:
                     segment = window.segments[key] = Segment(0, new_metric_accumulator(spec))
-                segment.n_predictions += n
+                segment.n_predictions += len(idx)
             self.state[("perf", model, version, start)] = window
-        watermark = max(e.ts for e in events)
+        watermark = int(batch.ts.max())
         if watermark > self.watermark(model):
             self.state[("watermark", model)] = watermark
 
     def add_labeled(self, rows: list[LabeledRow]) -> None:
-        groups: dict[tuple[str, str, int], list[LabeledRow]] = {}
+        """Accumulate joined rows into the window and segments of their prediction."""
+        if not rows:
+            return
         window_ms = {model: ref.spec.window_ms for model, ref in self.references.items()}
-        for row in rows:
-            start = row.prediction_ts - row.prediction_ts % window_ms[row.model]
-            groups.setdefault((row.model, row.version, start), []).append(row)
-        for (model, version, start), batch in groups.items():
+        models = np.array([r.model for r in rows], dtype=object)
+        ts = np.array([r.prediction_ts for r in rows], dtype=np.int64)
+        spans = np.array([window_ms[m] for m in models.tolist()], dtype=np.int64) if len(window_ms) > 1 else next(iter(window_ms.values()))
+        versions = np.array([r.version for r in rows], dtype=object)
+        labels = [r.label for r in rows]
+        predictions = [r.prediction for r in rows]
+        scores = [r.score for r in rows]
+        probabilities = [r.probabilities for r in rows]
+        values = [r.segment_values for r in rows]
+        for (model, version, start), idx in group_rows([models, versions, ts - ts % spans]):
             ref = self.references[model]
             spec = ref.spec
             if ("perf", model, version, start) not in self.state and self._dropped(spec, model, start):
                 # The join refuses labels older than the TTL, so this only guards the invariant
                 # that a dropped window is never rebuilt from a partial set of rows.
-                self.late_labels += len(batch)
+                self.late_labels += len(idx)
                 continue
             window = self._window(model, version, start)
-            n_seg = len(spec.segments)
-            by_values: dict[tuple[Any, ...], list[LabeledRow]] = {}
-            for row in batch:
-                by_values.setdefault(row.segment_values[:n_seg], []).append(row)
-            by_segment: dict[str, list[LabeledRow]] = {ALL: batch}
-            for values, value_rows in by_values.items():
-                for key in segment_keys(spec, values)[1:]:
-                    by_segment.setdefault(key, []).extend(value_rows)
-            for key, seg_rows in by_segment.items():
+            picked = idx.tolist()
+            by_segment: dict[str, list[int]] = {ALL: picked}
+            for k, name in enumerate(spec.segments):
+                column = np.array([values[i][k] for i in picked], dtype=object)
+                for (value,), sub in group_rows([column]):
+                    by_segment.setdefault(segment_key(name, value), []).extend(picked[j] for j in sub.tolist())
+            for key, chosen in by_segment.items():
                 segment = window.segments.get(key)
                 if segment is None:
                     segment = window.segments[key] = Segment(0, new_metric_accumulator(spec))
                 update_metric_accumulator(
-                    spec, segment.metrics,
-                    [r.label for r in seg_rows], [r.prediction for r in seg_rows], [r.score for r in seg_rows],
-                    [r.probabilities for r in seg_rows],
+                    spec, segment.metrics, [labels[i] for i in chosen], [predictions[i] for i in chosen],
+                    [scores[i] for i in chosen], [probabilities[i] for i in chosen],
                 )
+            batch_labels = [labels[i] for i in picked]
             if window.labels is not None:
-                labels = [r.label for r in batch]
-                window.labels.update(np.array(labels, dtype=float if spec.task == "regression" else object))
+                window.labels.update(np.array(batch_labels, dtype=float if spec.task == "regression" else object))
             if window.fairness is not None:
+                n_seg = len(spec.segments)
                 window.fairness.update(
-                    categorical_values([r.segment_values[n_seg] for r in batch]),
-                    np.array([r.label for r in batch]),
-                    np.array([r.prediction for r in batch]),
+                    categorical_values([values[i][n_seg] for i in picked]),
+                    np.array(batch_labels),
+                    np.array([predictions[i] for i in picked]),
                 )
-            window.n_labeled += len(batch)
+            window.n_labeled += len(picked)
             window.dirty = True
             self.state[("perf", model, version, start)] = window
 

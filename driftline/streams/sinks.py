@@ -11,13 +11,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
+from driftline.events import SCHEMA_VERSION
 from driftline.reference import ModelReference, category
 from driftline.storage import Store
 from driftline.storage.schema import COLUMNS
 from driftline.streams.pipeline import Output
-from driftline.streams.processors import row_getter
+from driftline.streams.columns import PredictionColumns
 
 
 ALERT_COLUMNS = COLUMNS["alerts"]
@@ -55,11 +54,8 @@ class StoreSink:
 
     def write(self, out: Output) -> None:
         now = int(time.time() * 1000)
-        by_model: dict[str, list[Any]] = {}
-        for event in out.predictions:
-            by_model.setdefault(event.model, []).append(event)
-        for model, events in by_model.items():
-            self.store.insert("predictions", self._predictions(model, events))
+        for batch in out.predictions:
+            self.store.insert("predictions", self._predictions(batch))
         if out.ground_truth:
             self.store.insert("ground_truth", {
                 "event_id": [e.event_id for e in out.ground_truth],
@@ -112,30 +108,26 @@ class StoreSink:
                 for row in out.dead_letters
             ]))
 
-    def _predictions(self, model: str, events: list[Any]) -> dict[str, Any]:
-        numeric, categorical = self._feature_names[model]
-        features = [e.features for e in events]
-        numeric_values = np.array(list(map(row_getter(numeric), features)), dtype=float).reshape(len(events), -1)
-        categorical_values = np.array(
-            [[category(v) for v in row] for row in map(row_getter(categorical), features)], dtype=object
-        ).reshape(len(events), -1)
+    def _predictions(self, batch: PredictionColumns) -> dict[str, Any]:
+        numeric, categorical = self._feature_names[batch.model]
+        n = len(batch)
         return {
-            "event_id": [e.event_id for e in events],
-            "model": [model] * len(events),
-            "version": [e.version for e in events],
-            "ts": [e.ts for e in events],
-            "role": [e.role for e in events],
+            "event_id": batch.event_id,
+            "model": [batch.model] * n,
+            "version": batch.version,
+            "ts": batch.ts,
+            "role": batch.role,
             "features.keys": numeric,
-            "features.values": numeric_values,
+            "features.values": batch.numeric,
             "cat_features.keys": categorical,
-            "cat_features.values": categorical_values,
-            "prediction": [_text(e.prediction) for e in events],
-            "score": [e.score for e in events],
-            "probabilities": [e.probabilities or {} for e in events],
-            "action": [e.action for e in events],
-            "explanation": [e.explanation or {} for e in events],
-            "host": [e.host for e in events],
-            "latency_ms": [e.latency_ms for e in events],
-            "entity_id": [e.entity_id for e in events],
-            "schema_version": [e.schema_version for e in events],
+            "cat_features.values": batch.categorical,
+            "prediction": [_text(p) for p in batch.prediction.tolist()],
+            "score": PredictionColumns.optional(batch.score),
+            "probabilities": [p or {} for p in batch.probabilities],
+            "action": batch.action,
+            "explanation": [e or {} for e in batch.explanation],
+            "host": batch.host,
+            "latency_ms": PredictionColumns.optional(batch.latency_ms),
+            "entity_id": batch.entity_id,
+            "schema_version": [SCHEMA_VERSION] * n,
         }
