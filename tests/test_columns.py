@@ -200,6 +200,8 @@ def valid(i: int, **features) -> dict:
 
 def test_compact_events_take_the_fast_path_and_escapes_do_not():
     plain = [orjson.dumps(valid(i)) for i in range(50)]
+    # Shortest reprs of doubles often need 17 digits: their text is converted by float().
+    plain += [orjson.dumps({**valid(50 + i, x=i / 3, y=2.0 ** -i * 1e-30), "score": 1 / (i + 3)}) for i in range(50)]
     decoder = check(plain)
     assert decoder.fallbacks == 0
     escaped = [orjson.dumps(valid(i, color="caf\u00e9")) for i in range(5)] + [b'{"event_id":"e\\u0041"}']

@@ -200,12 +200,23 @@ class PredictionDecoder:
         feature_float = np.empty((n, f))
         feature_text = np.empty((n, f), dtype=np.int64)
         spans = np.empty((n * (n_text + f + 1), 2), dtype=np.int64)
-        count = scan.scan_predictions(
+        deferred = np.empty((n * (f + 3), 4), dtype=np.int64)
+        count, n_deferred = scan.scan_predictions(
             buf, starts, ends, *self._top, *self._features,
             ok, event_ids, ts, texts, prediction_kind, prediction_float, prediction_int, prediction_text,
             score_kind, score, latency_kind, latency, schema_kind, schema,
-            feature_kind, feature_float, feature_text, spans,
+            feature_kind, feature_float, feature_text, spans, deferred,
         )
+        if n_deferred:
+            deferred = deferred[:n_deferred]
+            values = np.array(list(map(float, scan.gather(buf, np.ascontiguousarray(deferred[:, 2:]), n_deferred).tobytes().split(b"\x00")[:-1])))
+            rows, columns_ = deferred[:, 0], deferred[:, 1]
+            ok[rows[~np.isfinite(values)]] = 0  # beyond float64: msgspec refuses it by name
+            feature = columns_ < f
+            feature_float[rows[feature], columns_[feature]] = values[feature]
+            for column, target in ((f, score), (f + 1, latency), (f + 2, prediction_float)):
+                chosen = columns_ == column
+                target[rows[chosen]] = values[chosen]
         strings = np.empty(count + 1, dtype=object)
         # Interned: the few distinct versions, roles and categories of a batch are held by every
         # prediction that waits in the join for its label.

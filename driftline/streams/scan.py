@@ -11,12 +11,17 @@ message outside it is flagged for :class:`~driftline.events.EventDecoder` (msgsp
 accepts it or gives the precise rejection. A message is flagged when it holds
 
 * a string with an escape, a control character or a non-ASCII byte;
-* a number it cannot convert exactly (more than 19 digits, or outside Clinger's fast path:
-  mantissa above 2**53 or a power of ten beyond 10**22; below that, one IEEE multiplication
-  or division of two exact values is correctly rounded, so the result equals msgspec's);
+* a number of more than 18 significant digits;
 * a nested object or array anywhere but ``features`` (``probabilities``, ``explanation``
   other than ``null``), or in an unknown field;
 * a repeated key, malformed JSON, or anything after the closing brace.
+
+Numbers convert exactly. Within Clinger's fast path (a mantissa of at most 2**53 and a power
+of ten up to 10**22, both exact in binary64) one IEEE multiplication or division is correctly
+rounded, so the scanner computes the value itself; any other number (17 significant digits, as
+in the shortest repr of most doubles, or a large exponent) is *deferred*: its value is NaN and
+its position is listed, and the caller converts its text with Python's correctly rounded
+``float``. Both give msgspec's value bit for bit.
 
 Whether a value has the right *type* for its field is decided by the caller on the kinds this
 scanner records, again sending every doubtful message to msgspec.
@@ -206,23 +211,17 @@ def _number(buf, p, end):
     if not is_float:
         if negative and mantissa == 0:
             return -1, 0, 0.0, 0  # "-0": an int 0 to msgspec, but not the text of that int.
-        if mantissa > _MAX_EXACT:
-            return -1, 0, 0.0, 0
         value = -mantissa if negative else mantissa
-        return p, INT, float(value), value
-    if mantissa > _MAX_EXACT:
-        return -1, 0, 0.0, 0
-    x = float(mantissa)
+        return p, INT, float(value) if mantissa <= _MAX_EXACT else np.nan, value
     if mantissa == 0:
-        x = 0.0
-    elif 0 <= exponent <= 22:
+        return p, FLOAT, -0.0 if negative else 0.0, 0
+    if mantissa > _MAX_EXACT or exponent < -22 or exponent > 22:
+        return p, FLOAT, np.nan, 0
+    x = float(mantissa)
+    if exponent >= 0:
         x = x * _POW10[exponent]
-        if x > _MAX_EXACT * _POW10[22]:
-            return -1, 0, 0.0, 0
-    elif -22 <= exponent < 0:
-        x = x / _POW10[-exponent]
     else:
-        return -1, 0, 0.0, 0
+        x = x / _POW10[-exponent]
     return p, FLOAT, -x if negative else x, 0
 
 
@@ -284,21 +283,33 @@ def _rehash(buf, spans, count, size):
     return table
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _defer(deferred, n, row, column, start, end):
+    deferred[n, 0] = row
+    deferred[n, 1] = column
+    deferred[n, 2] = start
+    deferred[n, 3] = end
+    return n + 1
+
+
 @numba.njit(cache=True, nogil=True)
 def scan_predictions(
     buf, starts, ends, top_names, top_offsets, top_table, names, offsets, table,
     ok, event_ids, ts, texts, prediction_kind, prediction_float, prediction_int, prediction_text,
     score_kind, score, latency_kind, latency, schema_kind, schema,
-    feature_kind, feature_float, feature_text, strings,
+    feature_kind, feature_float, feature_text, strings, deferred,
 ):
     """Scan every message ``buf[starts[i]:ends[i]]`` into row ``i`` of the output columns.
 
     ``ok[i]`` is set to 0 where the message is off the fast path (the row is then garbage).
     ``event_ids`` gets the ``(start, end)`` span of each event id; ``texts``,
     ``prediction_text`` and ``feature_text`` get codes into ``strings``, the ``(start, end)``
-    spans of the batch's distinct strings (-1 where the value is no string). Returns the
-    number of distinct strings.
+    spans of the batch's distinct strings (-1 where the value is no string). ``deferred`` gets
+    ``(row, column, start, end)`` of every number whose value is left to the caller, where
+    column is a feature slot, or ``n_features`` for the score, ``+ 1`` for ``latency_ms`` and
+    ``+ 2`` for the prediction. Returns ``(distinct strings, deferred numbers)``.
     """
+    n_deferred = 0
     n_features = offsets.size - 1
     intern_table = np.full(1024, -1, dtype=np.int64)
     count = 0
@@ -389,6 +400,8 @@ def scan_predictions(
                             break
                         feature_kind[i, slot] = kind
                         feature_float[i, slot] = x
+                        if x != x:
+                            n_deferred = _defer(deferred, n_deferred, i, slot, s, e)
                         if kind == STRING or kind == INT or kind == TRUE or kind == FALSE:
                             feature_text[i, slot], count = _intern(buf, s, e, intern_table, strings, count)
                     p = _skip_ws(buf, q, end)
@@ -427,6 +440,8 @@ def scan_predictions(
                 elif field == _F_PREDICTION:
                     prediction_kind[i] = kind
                     prediction_float[i] = x
+                    if x != x:
+                        n_deferred = _defer(deferred, n_deferred, i, n_features + 2, s, e)
                     prediction_int[i] = integer
                     prediction_text[i] = -1
                     if kind == STRING:
@@ -434,9 +449,13 @@ def scan_predictions(
                 elif field == _F_SCORE:
                     score_kind[i] = kind
                     score[i] = x
+                    if x != x:
+                        n_deferred = _defer(deferred, n_deferred, i, n_features, s, e)
                 elif field == _F_LATENCY:
                     latency_kind[i] = kind
                     latency[i] = x
+                    if x != x:
+                        n_deferred = _defer(deferred, n_deferred, i, n_features + 1, s, e)
                 elif field == _F_SCHEMA:
                     schema_kind[i] = kind
                     schema[i] = integer
@@ -457,7 +476,7 @@ def scan_predictions(
         if (seen & _REQUIRED) != _REQUIRED:
             good = False
         ok[i] = 1 if good else 0
-    return count
+    return count, n_deferred
 
 
 @numba.njit(cache=True, nogil=True)
