@@ -30,6 +30,27 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _texts(values: Sequence[Any]) -> list[str]:
+    """:func:`_text` of every value, converting each distinct value once (labels and classes
+    repeat; ``True`` and ``1`` are told apart by type)."""
+    memo: dict[tuple[type, Any], str] = {}
+    out = []
+    for value in values:
+        key = (type(value), value)
+        text = memo.get(key)
+        if text is None:
+            text = memo[key] = _text(value)
+        out.append(text)
+    return out
+
+
+def _maps(values: list[dict[str, float] | None]) -> list[dict[str, float]]:
+    """Map-column values: ``None`` stored as an empty map."""
+    if values.count(None) == len(values):
+        return [{}] * len(values)
+    return [value or {} for value in values]
+
+
 def _number(value: Any) -> float | None:
     if value is None or isinstance(value, str):
         return None
@@ -61,7 +82,7 @@ class StoreSink:
                 "event_id": [e.event_id for e in out.ground_truth],
                 "model": [e.model for e in out.ground_truth],
                 "ts": [e.ts for e in out.ground_truth],
-                "label": [_text(e.label) for e in out.ground_truth],
+                "label": _texts([e.label for e in out.ground_truth]),
                 "label_value": [_number(e.label) for e in out.ground_truth],
                 "source": [e.source for e in out.ground_truth],
                 "schema_version": [e.schema_version for e in out.ground_truth],
@@ -80,9 +101,9 @@ class StoreSink:
                 "prediction_ts": [r.prediction_ts for r in out.labeled],
                 "label_ts": [r.label_ts for r in out.labeled],
                 "delay_ms": [r.delay_ms for r in out.labeled],
-                "prediction": [_text(r.prediction) for r in out.labeled],
+                "prediction": _texts([r.prediction for r in out.labeled]),
                 "score": [r.score for r in out.labeled],
-                "label": [_text(r.label) for r in out.labeled],
+                "label": _texts([r.label for r in out.labeled]),
             })
         if out.window_metrics:
             self.store.insert("window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
@@ -121,11 +142,11 @@ class StoreSink:
             "features.values": batch.numeric,
             "cat_features.keys": categorical,
             "cat_features.values": batch.categorical,
-            "prediction": [_text(p) for p in batch.prediction.tolist()],
+            "prediction": _texts(batch.prediction.tolist()),
             "score": PredictionColumns.optional(batch.score),
-            "probabilities": [p or {} for p in batch.probabilities],
+            "probabilities": _maps(batch.probabilities),
             "action": batch.action,
-            "explanation": [e or {} for e in batch.explanation],
+            "explanation": _maps(batch.explanation),
             "host": batch.host,
             "latency_ms": PredictionColumns.optional(batch.latency_ms),
             "entity_id": batch.entity_id,
