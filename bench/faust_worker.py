@@ -469,13 +469,12 @@ conductor, a channel queue and the stream iterator; no Faust setting moves it, s
 faust-streaming/faust#229). The worker therefore takes its input a fetch at a time through
 driftline's batch transport, whose no-op ceiling in the same run is {rate['batch']:,.0f} events/s
 ({rate['batch'] / rate['noop']:.0f}x the per-message path). With the per-message agent the worker ran at
-1,506 events/s on this machine (the previous version of this section). What remains is the
-worker's own work: the pipeline alone costs about 29 µs per event on its own workload (see
-[Embedded pipeline](#embedded-pipeline--throughput-and-memory)), and the worker also writes every
-raw event and joined row to chDB and produces one labeled message per joined row (straight to the
-producer: a Faust `Topic.send` costs about 100 µs per message here). Reaching the target needs
-the per-event Python work of the pipeline and of the store rows (building columns from events)
-to become columnar code. {two}
+1,506 events/s on this machine, and at 7,870 events/s on the batch transport before predictions
+flowed through the pipeline as columns. What remains is the worker's own work, per fetch and
+partition: the pipeline (about 16 µs per event on its own workload, see
+[Embedded pipeline](#embedded-pipeline--throughput-and-memory)), the raw events and joined rows
+written to chDB, and one labeled message per joined row produced to the broker (straight to the
+producer: a Faust `Topic.send` costs about 100 µs per message here). {two}
 
 Machine: {info['machine']}.
 """

@@ -51,7 +51,11 @@ def split_key(key: str) -> tuple[str, str]:
 
 @dataclass(slots=True)
 class LabeledRow:
-    """A prediction joined with its ground truth."""
+    """A prediction joined with its ground truth.
+
+    ``segment_values`` are the categories (:func:`~driftline.reference.category` text, ``None``
+    when missing) of the model's segments and then of its protected attribute.
+    """
 
     event_id: str
     model: str
