@@ -380,8 +380,16 @@ def _range(results: list[Result]) -> str:
     return f"{min(rates):,.0f} – {max(rates):,.0f}" if rates else "—"
 
 
+def _revision(root: Path) -> str:
+    """The short commit of a checkout, or its path when it is no git checkout."""
+    done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or str(root)
+
+
 def section(argv: list[str], info: dict[str, Any], results: dict[str, list[Result]]) -> str:
     cmd = " ".join(["python bench/faust_worker.py", *(a for a in argv if a != "--update-docs")])
+    if info.get("baseline"):
+        cmd = f"git worktree add {argv[argv.index('--baseline') + 1]} {info['baseline']} && {cmd}"
     rate = {k: _median(v, "rate") for k, v in results.items()}
     met = "met" if rate["one"] >= TARGET else "**not met on this machine as measured**"
     loads = [r.load for v in results.values() for r in v]
@@ -394,6 +402,7 @@ def section(argv: list[str], info: dict[str, Any], results: dict[str, list[Resul
         "batch": "**driftline's delivery ceiling**: no-op handler on the batch transport (counts messages)",
         "one": "**one driftline worker**",
         "two": "two driftline workers, one group",
+        "baseline": f"one driftline worker at {info.get('baseline')} (the baseline, same run)",
     }
     rows = "\n".join(
         f"| {names[k]} | **{rate[k]:,.0f}** | {_range(v)} | {sum(not r.error for r in v)} | {_median(v, 'seconds'):.1f} | "
@@ -404,10 +413,16 @@ def section(argv: list[str], info: dict[str, Any], results: dict[str, list[Resul
     good_two = sum(not r.error for r in results["two"])
     if good_two:
         finished = "" if good_two == len(results["two"]) else f" (in the {good_two} of {len(results['two'])} runs that finished)"
-        two = (f"Two workers in one group reach {rate['two'] / rate['one']:.2f}x one worker{finished}: the second "
-               "worker's join costs a rebalance, and 2 cores are shared by both workers, the broker and other work.")
+        two = (f"Two workers in one group reach {rate['two'] / rate['one']:.2f}x one worker{finished} (the second "
+               "worker's join costs a rebalance; 2 cores are shared by both workers, the broker and other work).")
     else:
         two = "Two workers in one group did not finish a run, so there is no two-worker figure from this run."
+    baseline = ""
+    if any(not r.error for r in results.get("baseline", [])):
+        baseline = (f" This revision ({info['revision']}) against the baseline ({info['baseline']}) in the same run, "
+                    f"runs interleaved: {rate['one']:,.0f} against {rate['baseline']:,.0f} events/s "
+                    f"({rate['one'] / rate['baseline']:.2f}x; ranges {_range(results['one'])} and "
+                    f"{_range(results['baseline'])}).")
     failures = "".join(f"\n- {r.variant} run {r.run + 1} failed: {r.error}" for r in failed)
     if failures:
         failures = "\n\nRuns that failed (left out of the medians):" + failures
@@ -469,8 +484,7 @@ conductor, a channel queue and the stream iterator; no Faust setting moves it, s
 faust-streaming/faust#229). The worker therefore takes its input a fetch at a time through
 driftline's batch transport, whose no-op ceiling in the same run is {rate['batch']:,.0f} events/s
 ({rate['batch'] / rate['noop']:.0f}x the per-message path). With the per-message agent the worker ran at
-1,506 events/s on this machine, and at 7,870 events/s on the batch transport before predictions
-flowed through the pipeline as columns. What remains is the worker's own work, per fetch and
+1,506 events/s on this machine.{baseline} What remains is the worker's own work, per fetch and
 partition: the pipeline (about 16 µs per event on its own workload, see
 [Embedded pipeline](#embedded-pipeline--throughput-and-memory)), the raw events and joined rows
 written to chDB, and one labeled message per joined row produced to the broker (straight to the
@@ -499,6 +513,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--keep", type=Path, help="keep the event files, logs and status files in this new directory")
     parser.add_argument("--update-docs", action="store_true", help="write the section into docs/benchmarks.md")
+    parser.add_argument("--baseline", type=Path,
+                        help="also run one worker from this checkout of another revision (e.g. a git worktree), "
+                             "interleaved with the others")
     parser.add_argument("--noop-child", nargs=5, metavar=("BROKERS", "GROUP", "PREFIX", "PARTITIONS", "STATUS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--batch-noop-child", nargs=5, metavar=("BROKERS", "GROUP", "PREFIX", "PARTITIONS", "STATUS"),
@@ -541,12 +558,18 @@ def main(argv: list[str]) -> None:
             log(f"generated in {info['generate_s']:.1f} s; published {info['counts']} ({info['total']:,} messages, "
                 f"{info['bytes']:.0f} bytes each) in {info['publish_s']:.1f} s")
 
-            def worker(group: str, store: str) -> list[str]:
-                return [sys.executable, "-m", "driftline", "worker", "--spec", str(info["spec"]), "--broker", args.broker,
+            def worker(group: str, store: str, code: Path | None = None) -> list[str]:
+                # PYTHONPATH comes before the editable install on sys.path: the baseline's package wins.
+                env = ["env", f"PYTHONPATH={code}"] if code else []
+                return [*env, sys.executable, "-m", "driftline", "worker", "--spec", str(info["spec"]), "--broker", args.broker,
                         "--group", group, "--topic-prefix", prefix, "--partitions", str(PARTITIONS),
                         "--store", str(work / store), "--status-file"]
 
-            results: dict[str, list[Result]] = {v: [] for v in VARIANTS if v in chosen}
+            if args.baseline:
+                chosen.append("baseline")
+                info["baseline"] = _revision(args.baseline)
+            info["revision"] = _revision(Path(__file__).resolve().parent.parent)
+            results: dict[str, list[Result]] = {v: [] for v in (*VARIANTS, "baseline") if v in chosen}
             for run in range(args.runs):
                 variants = {
                     "aiokafka": [[sys.executable, __file__, "--aiokafka-child", args.broker, f"bench-{token}-aiokafka-{run}",
@@ -557,6 +580,7 @@ def main(argv: list[str]) -> None:
                                prefix, str(PARTITIONS)]],
                     "one": [worker(f"bench-{token}-one-{run}", f"store-one-{run}")],
                     "two": [worker(f"bench-{token}-two-{run}", f"store-two-{run}-{i}") for i in range(2)],
+                    "baseline": [worker(f"bench-{token}-baseline-{run}", f"store-baseline-{run}", args.baseline)],
                 }
                 for variant, commands in variants.items():
                     if variant not in chosen:
@@ -582,7 +606,7 @@ def main(argv: list[str]) -> None:
                 log(f"cleanup failed: {error!r}")
     for variant, runs in results.items():
         log(f"{variant}: median {_median(runs, 'rate'):,.0f} events/s over {sum(not r.error for r in runs)} good runs")
-    if len(results) < len(VARIANTS):
+    if not set(VARIANTS) <= set(results):
         return
     if any(not any(not r.error for r in results[v]) for v in ("noop", "batch", "one", "aiokafka")):
         sys.exit("the one-worker, a ceiling or the aiokafka variant failed in every run; no section written")
