@@ -5,7 +5,7 @@ A W1-like binary model (25 features: 20 numeric, 5 categorical with 10 levels; r
 truth (labels for about 70 % of the predictions, arriving shortly after them, interleaved in
 the stream) are encoded with orjson before the clock starts, cut into batches of 20,000
 messages and fed to ``Pipeline.process``; the timed span is every ``process`` call plus
-``finish()``. The process pins itself to CPU 0 (``os.sched_setaffinity(0, {0})``).
+``finish()``, after one untimed warm-up batch that loads the compiled kernels. The process pins itself to CPU 0 (``os.sched_setaffinity(0, {0})``).
 
 Memory runs happen in fresh subprocesses that generate the events lazily, one batch at a time,
 and report their own peak RSS (``VmHWM``; ``ru_maxrss`` is printed too, but in a subprocess it
@@ -367,6 +367,8 @@ def main() -> None:
     print(f"encoded {messages:,} messages ({size / messages:.0f} bytes on average) in {len(batches)} batches "
           f"in {time.perf_counter() - start:.1f} s (not timed)")
 
+    # Untimed: loads (or, on a fresh checkout, compiles) the numba kernels, as a worker's first batch does.
+    run_once(reference, [batches[0][:1_000]])
     seconds = []
     for run in range(args.runs):
         elapsed, counts = run_once(reference, batches)
