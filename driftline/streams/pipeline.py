@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from driftline.config import ModelSpec
-from driftline.events import Alert, EventDecoder, GroundTruth, InvalidEvent, Limits, Rejection, RetrainRequest, encode
+from driftline.events import Alert, EventDecoder, GroundTruth, Limits, Rejection, RetrainRequest, encode
 from driftline.reference import ModelReference
 from driftline.streams.alerts import AlertEngine
 from driftline.streams.columns import PredictionColumns, PredictionDecoder
