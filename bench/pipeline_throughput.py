@@ -11,7 +11,9 @@ Memory runs happen in fresh subprocesses that generate the events lazily, one ba
 and report their own peak RSS (``VmHWM``; ``ru_maxrss`` is printed too, but in a subprocess it
 includes the parent's peak) at 250k, 500k and 1M predictions in one window.
 
-Run: ``python bench/pipeline_throughput.py [--predictions N] [--runs R] [--skip-memory]``
+Run: ``python bench/pipeline_throughput.py [--predictions N] [--runs R] [--skip-memory] [--baseline DIR]``;
+``--baseline`` (a checkout of another revision, e.g. from ``git worktree add``) adds runs of that
+revision's driftline interleaved with this one's, each in a fresh process with the same harness.
 """
 
 from __future__ import annotations
@@ -243,27 +245,9 @@ def _reset_peak() -> bool:
     return True
 
 
-def _small(value: Any) -> bool:
-    return type(value) is int and -5 <= value <= 256
-
-
-def join_state_mb(state: dict[Any, Any]) -> float:
-    """Deep size of the join state: per-entry objects only (the model name is shared)."""
-    size = sys.getsizeof
-    total = size(state)
-    for key, entry in state.items():
-        total += size(key) + size(key[1])
-        if type(entry) is int:
-            total += size(entry)
-            continue
-        total += size(entry)
-        for value in entry[1:]:
-            if value is None or _small(value) or type(value) is bool:
-                continue
-            total += size(value)
-            if type(value) is tuple:
-                total += sum(size(v) for v in value if v is not None)
-    return total / 2**20
+def join_state_mb(tables: dict[str, Any]) -> float:
+    """The join tables' columns, index and id bytes (payload objects are shared, interned values)."""
+    return sum(t.nbytes() for t in tables.values()) / 2**20
 
 
 def memory_child(n_predictions: int, label_ttl: str, feed: bool) -> dict[str, Any]:
@@ -280,14 +264,16 @@ def memory_child(n_predictions: int, label_ttl: str, feed: bool) -> dict[str, An
             pipe.process(batch)
         if targets and seen >= targets[0]:
             targets.pop(0)
-            state = pipe.joiner.state
-            markers = sum(1 for v in state.values() if type(v) is int)
+            tables = pipe.joiner.tables
+            counts = [t.counts() for t in tables.values()]
+            markers = sum(c["joined"] for c in counts)
+            pending = sum(c["pending_predictions"] + c["pending_labels"] for c in counts)
             peak = _peak_mb()
             checkpoints.append({
                 "predictions": seen, "messages": pipe.counts["predictions"] + pipe.counts["ground_truth"],
                 "peak_mb": peak, "peak_minus_baseline_mb": peak - base_rss, "rss_mb": _rss_mb(), "ru_maxrss_mb": _ru_maxrss_mb(),
-                "join_entries": len(state), "join_markers": markers, "join_pending": len(state) - markers,
-                "join_state_mb": join_state_mb(state),
+                "join_entries": markers + pending, "join_markers": markers, "join_pending": pending,
+                "join_state_mb": join_state_mb(tables),
             })
     if feed:
         pipe.finish()
@@ -326,7 +312,10 @@ def decode_floor(reference: ModelReference, batches: list[list[Message]]) -> flo
 
 
 def _revision() -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """The commit of the driftline checkout this process imported (a ``--baseline`` child's too)."""
+    import driftline
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(driftline.__file__)))
     try:
         head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "driftline"], capture_output=True, text=True, check=True)
@@ -334,6 +323,43 @@ def _revision() -> str:
         return "unknown revision"
     return head.stdout.strip() + (" (driftline/ modified)" if dirty.stdout.strip() else "")
 
+
+def timed_child(n_predictions: int, days: int) -> dict[str, Any]:
+    """One timed run in a fresh process, on whichever driftline ``PYTHONPATH`` selects."""
+    reference = make_reference(make_spec())
+    batches = list(stream(n_predictions, days * DAY_MS))
+    run_once(reference, [batches[0][:1_000]])
+    elapsed, counts = run_once(reference, batches)
+    return {"revision": _revision(), "seconds": elapsed, "events": counts["predictions"] + counts["ground_truth"]}
+
+
+def side_by_side(baseline: str, runs: int, n_predictions: int, days: int) -> None:
+    """Interleaved fresh-process runs of this checkout and of ``baseline``'s driftline package.
+
+    Both run this script's harness; only the imported ``driftline`` differs (``PYTHONPATH``
+    comes before the editable install on ``sys.path``).
+    """
+    rates: dict[str, list[float]] = {"this": [], "baseline": []}
+    revisions = {}
+    for run in range(runs):
+        for name in ("this", "baseline"):
+            env = dict(os.environ)
+            if name == "baseline":
+                env["PYTHONPATH"] = os.path.abspath(baseline)
+            else:
+                env.pop("PYTHONPATH", None)
+            out = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--timed-child", "--predictions", str(n_predictions), "--days", str(days)],
+                env=env, capture_output=True, text=True, check=True,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            revisions[name] = result["revision"]
+            rates[name].append(result["events"] / result["seconds"])
+            print(f"side by side run {run + 1}, {name} ({result['revision']}): {rates[name][-1]:,.0f} events/s; load {os.getloadavg()[0]:.2f}")
+    this, base = statistics.median(rates["this"]), statistics.median(rates["baseline"])
+    print(f"side by side medians: this {revisions['this']} {this:,.0f} events/s "
+          f"({min(rates['this']):,.0f}-{max(rates['this']):,.0f}), baseline {revisions['baseline']} {base:,.0f} events/s "
+          f"({min(rates['baseline']):,.0f}-{max(rates['baseline']):,.0f}); ratio {this / base:.2f}x")
 
 
 def main() -> None:
@@ -348,10 +374,15 @@ def main() -> None:
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--label-ttl", default="30d", help=argparse.SUPPRESS)
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--timed-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", help="a checkout of another revision: also time its driftline, runs interleaved")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
     if args.memory_child is not None:
         print(json.dumps(memory_child(args.memory_child, args.label_ttl, not args.generate_only)))
+        return
+    if args.timed_child:
+        print(json.dumps(timed_child(args.predictions, args.days)))
         return
 
     print(f"CPU: {cpu_model()}; nproc {os.cpu_count()}; pinned to CPU {sorted(os.sched_getaffinity(0))}")
@@ -395,6 +426,9 @@ def main() -> None:
     if not args.skip_profile:
         print(profile(reference, batches, args.top))
     del batches
+
+    if args.baseline:
+        side_by_side(args.baseline, args.runs, args.predictions, args.days)
 
     if not args.skip_memory:
         print(f"memory runs: {args.memory_predictions:,} predictions in one window, lazily generated")

@@ -5,6 +5,7 @@ prediction, until its model's watermark is ``ttl_ms`` past its own timestamp. On
 shrinks to a marker (the prediction time) kept until the same TTL, so that a replayed
 prediction or a second label for the same event is recognised as a duplicate instead of being
 counted twice. Labels whose prediction never came are returned as orphans when they expire.
+Each model's entries live in a :class:`~driftline.streams.join_table.JoinTable`.
 
 Examples
 --------
@@ -27,30 +28,23 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Any
+
+import msgspec
+import numpy as np
 
 from driftline.events import GroundTruth, Rejection
 from driftline.streams.columns import PredictionColumns
-from driftline.streams.state import State
+from driftline.streams.join_table import DUPLICATE, INSERTED, JOINED, LABEL, PREDICTION, JoinTable, PendingLabel
 
-_PREDICTION = "P"
-_LABEL = "L"
-# State keys are "model<US>event_id" strings: a tuple key would cost another ~60 bytes per
-# entry, and the join keeps one entry per event for the whole label TTL. Model names cannot
-# hold the unit separator (the spec restricts them to [A-Za-z0-9_.-]).
-_SEP = "\x1f"
+__all__ = ["Joiner", "LabeledRow", "PendingLabel"]
 
 
-def split_key(key: str) -> tuple[str, str]:
-    """``(model, event_id)`` of a join state key."""
-    model, _, event_id = key.partition(_SEP)
-    return model, event_id
-
-
-@dataclass(slots=True)
-class LabeledRow:
+# A msgspec Struct rather than a dataclass: created once per joined event, it builds in C and,
+# with ``gc=False`` (it never takes part in a reference cycle), adds nothing to the cyclic
+# collector's work, which had cost as much as the join itself.
+class LabeledRow(msgspec.Struct, gc=False):
     """A prediction joined with its ground truth.
 
     ``segment_values`` are the categories (:func:`~driftline.reference.category` text, ``None``
@@ -76,42 +70,53 @@ class LabeledRow:
 
 
 class Joiner:
-    """Join predictions and ground truth by model and ``event_id`` over a key-value state.
+    """Join predictions and ground truth by model and ``event_id``.
 
     Parameters
     ----------
-    state
-        Mapping that holds pending entries, joined markers and each model's watermark.
+    tables
+        Per model, its :class:`~driftline.streams.join_table.JoinTable` (created on first use):
+        the whole join state, pickled with a partition's checkpoint.
     ttl_ms
         Per model, how long (event time) either side waits for the other.
     segment_columns
         Per model, the categorical feature columns (indices into
         :attr:`PredictionColumns.categorical <driftline.streams.columns.PredictionColumns>`)
         whose values travel with the joined row: its segments and protected attribute.
+    regression
+        The models whose predictions are numbers.
 
     The TTL is checked when an event arrives, against the watermark in force at its place in
     the stream (the largest prediction time of its model before it), so whether two events join
     never depends on how the stream was batched or when the sweep in :meth:`expire` last ran.
     """
 
-    def __init__(self, state: State, ttl_ms: dict[str, int], segment_columns: dict[str, tuple[int, ...]]):
+    def __init__(
+        self,
+        tables: dict[str, JoinTable],
+        ttl_ms: dict[str, int],
+        segment_columns: dict[str, tuple[int, ...]],
+        regression: frozenset[str] = frozenset(),
+    ):
         for model, ttl in ttl_ms.items():
             if ttl <= 0:
                 raise ValueError(f"ttl_ms[{model!r}] must be > 0, got {ttl}")
-        self.state = state
+        self.tables = tables
         self.ttl_ms = ttl_ms
         self.segment_columns = segment_columns
-        self._orphans: list[tuple[str, tuple[Any, ...]]] = []
-        self._swept_at: dict[str, int] = {}
+        self.regression = regression
+        self._orphans: list[PendingLabel] = []
+
+    def table(self, model: str) -> JoinTable:
+        table = self.tables.get(model)
+        if table is None:
+            table = self.tables[model] = JoinTable(model, len(self.segment_columns[model]), model in self.regression)
+        return table
 
     def watermark(self, model: str) -> int:
         """The largest prediction time seen for ``model``."""
-        return self.state.get(_SEP + model, 0)
-
-    def _take_expired(self, key: str, entry: Any) -> None:
-        del self.state[key]
-        if type(entry) is not int and entry[0] == _LABEL:
-            self._orphans.append((key, entry))
+        table = self.tables.get(model)
+        return 0 if table is None else table.watermark
 
     def add_predictions(self, batch: PredictionColumns) -> tuple[list[LabeledRow], list[tuple[int, Rejection]]]:
         """Join a batch of one model's predictions, in order.
@@ -119,41 +124,37 @@ class Joiner:
         Returns the joined rows and ``(row, rejection)`` for every prediction whose
         ``event_id`` was already seen within the TTL (``row`` indexes ``batch``).
         """
-        rows: list[LabeledRow] = []
-        rejected: list[tuple[int, Rejection]] = []
-        state = self.state
+        if not len(batch):
+            return [], []
         model = batch.model
-        prefix = model + _SEP
-        ttl = self.ttl_ms[model]
-        watermark = self.watermark(model)
-        columns = self.segment_columns[model]
-        values_of = zip(*(batch.categorical[:, j].tolist() for j in columns)) if columns else repeat(())
-        scores = PredictionColumns.optional(batch.score)
-        for i, (event_id, ts, version, role, prediction, score, probabilities, values) in enumerate(zip(
-            batch.event_id, batch.ts.tolist(), batch.version.tolist(), batch.role.tolist(),
-            batch.prediction.tolist(), scores, batch.probabilities, values_of,
-        )):
-            key = prefix + event_id
-            entry = state.get(key)
-            if entry is not None and (entry if type(entry) is int else entry[1]) < watermark - ttl:
-                self._take_expired(key, entry)
-                entry = None
-            if ts > watermark:
-                watermark = ts
-            if entry is not None and (type(entry) is int or entry[0] == _PREDICTION):
-                rejected.append((i, Rejection("duplicate_event_id", "event_id", "an event_id not seen within label_ttl", event_id)))
-                continue
-            if entry is None:
-                state[key] = (_PREDICTION, ts, version, role, prediction, score, probabilities, values)
-            else:
-                _, label_ts, label, source, _ = entry
-                state[key] = ts
-                rows.append(
-                    LabeledRow(event_id, model, version, role, values, ts, label_ts, prediction, score, probabilities, label, source)
-                )
-        if len(batch):
-            state[_SEP + model] = watermark
-        return rows, rejected
+        table = self.table(model)
+        columns = list(self.segment_columns[model])
+        before = np.maximum.accumulate(np.concatenate(([table.watermark], batch.ts)))
+        action, row, expired = table.match(PREDICTION, batch.event_id, batch.ts, before[:-1] - self.ttl_ms[model])
+        table.watermark = int(before[-1])
+        inserted = action == INSERTED
+        if inserted.any():
+            table.put_predictions(
+                row[inserted], batch.version[inserted], batch.role[inserted], batch.prediction[inserted],
+                batch.score[inserted], list(compress(batch.probabilities, inserted.tolist())),
+                batch.categorical[inserted][:, columns],
+            )
+        self._orphans.extend(table.drop(expired))
+        joined = np.flatnonzero(action == JOINED)
+        out: list[LabeledRow] = []
+        if joined.size:
+            event_id, label_ts, label, source, _ = zip(*map(table.take_label, row[joined].tolist()))
+            out = list(map(
+                LabeledRow, event_id, repeat(model), batch.version[joined].tolist(), batch.role[joined].tolist(),
+                map(tuple, batch.categorical[joined][:, columns].tolist()), batch.ts[joined].tolist(), label_ts,
+                batch.prediction[joined].tolist(), PredictionColumns.optional(batch.score[joined]),
+                [batch.probabilities[i] for i in joined.tolist()], label, source,
+            ))
+        rejected = [
+            (i, Rejection("duplicate_event_id", "event_id", "an event_id not seen within label_ttl", batch.event_id[i]))
+            for i in np.flatnonzero(action == DUPLICATE).tolist()
+        ]
+        return out, rejected
 
     def add_ground_truth(
         self,
@@ -167,56 +168,59 @@ class Joiner:
         handed back if it expires as an orphan. ``watermarks`` gives, per label, the watermark
         of its model at the label's place in the stream (default: the current one).
         """
-        rows: list[LabeledRow] = []
-        rejected: list[tuple[Any, Rejection]] = []
-        state = self.state
-        ttl_ms = self.ttl_ms
         if watermarks is None:
             watermarks = [self.watermark(event.model) for event in events]
-        for event, origin, watermark in zip(events, repeat(None) if origins is None else origins, watermarks):
-            model = event.model
-            key = model + _SEP + event.event_id
-            entry = state.get(key)
-            if entry is not None and (entry if type(entry) is int else entry[1]) < watermark - ttl_ms[model]:
-                self._take_expired(key, entry)
-                entry = None
-            if entry is None:
-                state[key] = (_LABEL, event.ts, event.label, event.source, origin)
-            elif type(entry) is int or entry[0] == _LABEL:
-                rejected.append((event, Rejection("duplicate_label", "event_id", "one label per event_id", event.event_id)))
-            else:
-                _, ts, version, role, prediction, score, probabilities, values = entry
-                state[key] = ts
-                rows.append(
-                    LabeledRow(event.event_id, model, version, role, values, ts,
-                               event.ts, prediction, score, probabilities, event.label, event.source)
-                )
-        return rows, rejected
+        models = [event.model for event in events]
+        groups = {models[0]: range(len(events))} if len(set(models)) == 1 else {}
+        if not groups:
+            for i, model in enumerate(models):
+                groups.setdefault(model, []).append(i)  # type: ignore[union-attr]
+        joined: list[LabeledRow] = []
+        joined_at: list[int] = []
+        rejected: list[tuple[Any, Rejection]] = []
+        rejected_at: list[int] = []
+        for model, at in groups.items():
+            table = self.table(model)
+            chosen = [events[i] for i in at] if type(at) is list else events
+            cutoffs = np.array([watermarks[i] for i in at], dtype=np.int64) - self.ttl_ms[model]
+            ts = np.array([e.ts for e in chosen], dtype=np.int64)
+            action, row, expired = table.match(LABEL, [e.event_id for e in chosen], ts, cutoffs)
+            for k in np.flatnonzero(action == INSERTED).tolist():
+                event = chosen[k]
+                table.put_label(int(row[k]), (event.event_id, event.ts, event.label, event.source, None if origins is None else origins[at[k]]))
+            self._orphans.extend(table.drop(expired))
+            hits = np.flatnonzero(action == JOINED).tolist()
+            if hits:
+                version, role, values, prediction_ts, prediction, score, probabilities = table.take_predictions(row[hits])
+                met = [chosen[k] for k in hits]
+                joined.extend(map(
+                    LabeledRow, [e.event_id for e in met], repeat(model), version, role, values, prediction_ts,
+                    [e.ts for e in met], prediction, score, probabilities, [e.label for e in met], [e.source for e in met],
+                ))
+                joined_at.extend(at[k] for k in hits)
+            for k in np.flatnonzero(action == DUPLICATE).tolist():
+                rejected.append((chosen[k], Rejection("duplicate_label", "event_id", "one label per event_id", chosen[k].event_id)))
+                rejected_at.append(at[k])
+        if len(groups) > 1:
+            joined = [joined[i] for i in np.argsort(joined_at, kind="stable").tolist()]
+            rejected = [rejected[i] for i in np.argsort(rejected_at, kind="stable").tolist()]
+        return joined, rejected
 
-    def expire(self, force: bool = False) -> list[tuple[str, tuple[Any, ...]]]:
-        """Drop entries older than their model's TTL; returns orphan labels as ``(key, entry)``.
+    def expire(self, force: bool = False) -> list[PendingLabel]:
+        """Drop entries older than their model's TTL; returns the labels among them (orphans).
 
-        The sweep only bounds memory (the TTL itself is checked on arrival); it scans at most
+        The sweep only bounds memory (the TTL itself is checked on arrival); it runs at most
         every ``ttl / 16`` of a model's watermark progress (or when ``force``), so its amortised
         cost per event stays constant.
         """
-        due = {}
-        for model, ttl in self.ttl_ms.items():
-            watermark = self.watermark(model)
-            if force or watermark - self._swept_at.get(model, 0) >= ttl // 16:
-                due[model] = watermark - ttl
-                self._swept_at[model] = watermark
-        if due:
-            for key, entry in list(self.state.items()):
-                model, _, event_id = key.partition(_SEP)
-                if event_id and model in due and (entry if type(entry) is int else entry[1]) < due[model]:
-                    self._take_expired(key, entry)
         orphans, self._orphans = self._orphans, []
+        for model, table in self.tables.items():
+            ttl = self.ttl_ms[model]
+            if force or table.watermark - table.swept_at >= ttl // 16:
+                orphans.extend(table.expire(table.watermark - ttl))
+                table.swept_at = table.watermark
         return orphans
 
-    def pending_labels(self) -> list[tuple[str, tuple[Any, ...]]]:
+    def pending_labels(self) -> list[PendingLabel]:
         """Labels still waiting for their prediction (reported as orphans when a replay ends)."""
-        return [
-            (key, entry) for key, entry in self.state.items()
-            if not key.startswith(_SEP) and type(entry) is not int and entry[0] == _LABEL
-        ]
+        return [label for table in self.tables.values() for label in table.pending_labels()]

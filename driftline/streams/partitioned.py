@@ -31,7 +31,7 @@ from driftline.streams.merge import Merger
 from driftline.streams.pipeline import Message, Output, Pipeline
 from driftline.streams.processors import DriftWindow, PerformanceWindow
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 def partition_for(model: str, partitions: int) -> int:

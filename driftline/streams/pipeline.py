@@ -1,8 +1,10 @@
 """The processing core both runtimes drive: decode, validate, join, window, test.
 
 :class:`Pipeline` takes batches of raw messages (bytes, as they come off a Kafka topic or a JSON
-Lines file), and returns an :class:`Output` holding the rows to store. All of its state lives in three mappings (join, drift, performance), so the embedded
-runtime passes dicts and the Faust runtime passes Tables; the same input gives the same output.
+Lines file), and returns an :class:`Output` holding the rows to store. All of its state lives in
+the join tables and three mappings (drift, performance, alerts), which the embedded runtime keeps
+in memory and the Faust runtime checkpoints with a partition's offsets; the same input gives the
+same output.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from driftline.events import Alert, EventDecoder, GroundTruth, Limits, Rejection
 from driftline.reference import ModelReference
 from driftline.streams.alerts import AlertEngine
 from driftline.streams.columns import PredictionColumns, PredictionDecoder
-from driftline.streams.join import Joiner, LabeledRow, split_key
+from driftline.streams.join import Joiner, LabeledRow, PendingLabel
+from driftline.streams.join_table import JoinTable
 from driftline.streams.processors import DriftProcessor, DriftWindow, PerformanceProcessor, PerformanceWindow
 from driftline.streams.state import State
 
@@ -87,8 +90,10 @@ class Pipeline:
     ----------
     references
         Per model, its spec and reference.
-    join_state, drift_state, perf_state, alert_state
-        The mappings holding all state (``dict`` in the embedded runtime).
+    join_state
+        Per model, its :class:`~driftline.streams.join_table.JoinTable`.
+    drift_state, perf_state, alert_state
+        The mappings holding the other state (``dict`` in the embedded runtime).
     now_ms
         Wall clock for the future-timestamp check (injected for replays of history).
     finalize
@@ -101,7 +106,7 @@ class Pipeline:
     def __init__(
         self,
         references: dict[str, ModelReference],
-        join_state: State | None = None,
+        join_state: dict[str, JoinTable] | None = None,
         drift_state: State | None = None,
         perf_state: State | None = None,
         alert_state: State | None = None,
@@ -126,7 +131,10 @@ class Pipeline:
             )
             for s in specs
         }
-        self.joiner = Joiner({} if join_state is None else join_state, {s.model: s.label_ttl_ms for s in specs}, carried)
+        self.joiner = Joiner(
+            {} if join_state is None else join_state, {s.model: s.label_ttl_ms for s in specs}, carried,
+            frozenset(s.model for s in specs if s.task == "regression"),
+        )
         self.drift = DriftProcessor({} if drift_state is None else drift_state, references)
         self.performance = PerformanceProcessor({} if perf_state is None else perf_state, references)
         # Alerts are decided where windows become final: here, or in the Merger of a partitioned stream.
@@ -185,8 +193,8 @@ class Pipeline:
         out.labeled.extend(joined)
         self.performance.add_labeled(out.labeled)
         self._windows(out, force=False)
-        for key, entry in self.joiner.expire():
-            out.dead_letters.append(self._orphan(key, entry))
+        for label in self.joiner.expire():
+            out.dead_letters.append(self._orphan(label))
         self._count(out)
         return out
 
@@ -218,8 +226,8 @@ class Pipeline:
         """Close every window (end of a finite stream) and report labels that never matched."""
         out = Output()
         self._windows(out, force=True)
-        for key, entry in self.joiner.pending_labels():
-            out.dead_letters.append(self._orphan(key, entry))
+        for label in self.joiner.pending_labels():
+            out.dead_letters.append(self._orphan(label))
         self._count(out)
         return out
 
@@ -245,9 +253,8 @@ class Pipeline:
     def _reject(self, out: Output, message: Message, rejection: Rejection) -> None:
         out.dead_letters.append(dead_letter(message.source, message.position, message.data, rejection))
 
-    def _orphan(self, key: str, entry: tuple[Any, ...]) -> dict[str, Any]:
-        model, event_id = split_key(key)
-        _, ts, label, source, origin = entry
+    def _orphan(self, pending: PendingLabel) -> dict[str, Any]:
+        model, event_id, ts, label, source, origin = pending
         rejection = Rejection("orphan_label", "event_id", "a prediction with this event_id within label_ttl", event_id)
         if origin is not None:
             return dead_letter(origin.source, origin.position, origin.data, rejection)
