@@ -233,3 +233,24 @@ def test_batches_of_any_size(n):
 
 def test_empty_strings_are_kept_apart_from_missing_values():
     check([orjson.dumps(valid(1, color="")), orjson.dumps({**valid(2), "action": ""})])
+
+
+def test_a_key_that_extends_or_cuts_the_expected_one_is_another_key():
+    """The scanner first compares the key after the previous one in place: a key that only
+    starts like it (``models`` where ``model`` comes next, ``yy`` for ``y``) or is cut short
+    (``mode``, ``colo``) must still be read as the key it is, on the fast path."""
+    base = b'{"event_id":"e","model":"m","version":"v","ts":%d,"features":{"x":1.5,"y":2,"color":"red","code":"a"},"prediction":1}' % T0
+    variants = [
+        base.replace(b'"model":"m"', b'"models":"zz","model":"m"'),
+        base.replace(b'"model":"m"', b'"mode":"zz","model":"m"'),
+        base.replace(b'"ts":', b'"version2":"v","ts":'),
+        base.replace(b'"ts":%d' % T0, b'"tsx":1,"ts":%d' % T0),
+        base.replace(b'"y":2', b'"yy":7,"y":2'),
+        base.replace(b'"y":2', b'"":7,"y":2'),
+        base.replace(b'"color":"red"', b'"colo":"blue","color":"red"'),
+        base.replace(b'"color":"red"', b'"colorx":"blue","color":"red"'),
+        base.replace(b'"color":"red","code":"a"', b'"color":"red","code":"a","codes":"b"'),
+    ]
+    assert all(v != base for v in variants)
+    decoder = check([base, *variants])
+    assert decoder.fallbacks == 0
