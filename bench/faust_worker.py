@@ -485,7 +485,7 @@ faust-streaming/faust#229). The worker therefore takes its input a fetch at a ti
 driftline's batch transport, whose no-op ceiling in the same run is {rate['batch']:,.0f} events/s
 ({rate['batch'] / rate['noop']:.0f}x the per-message path). With the per-message agent the worker ran at
 1,506 events/s on this machine.{baseline} What remains is the worker's own work, per fetch and
-partition: the pipeline (about 16 µs per event on its own workload, see
+partition: the pipeline (about 15 µs per event on its own workload, see
 [Embedded pipeline](#embedded-pipeline--throughput-and-memory)), the raw events and joined rows
 written to chDB, and one labeled message per joined row produced to the broker (straight to the
 producer: a Faust `Topic.send` costs about 100 µs per message here). {two}
