@@ -298,6 +298,21 @@ def test_one_worker_stores_what_replay_stores(published: Published, replayed: Pa
                                     "(SELECT count() FROM ground_truth FINAL) AS g, (SELECT count() FROM dead_letters FINAL) AS d")
     assert counts == replay_counts
 
+    # Every joined row is also a message on the labeled topic, keyed by its model, with the
+    # row's fields (README, "Run on Kafka").
+    consumer = KafkaConsumer(published.prefix + "labeled", bootstrap_servers=kafka_bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    labeled = [(m.key, json.loads(m.value)) for m in consumer]
+    consumer.close()
+    stored_ids = {r["event_id"] for r in query(workers[0].store, "SELECT event_id FROM labeled FINAL")}
+    assert stored_ids and {row["event_id"] for _, row in labeled} == stored_ids
+    assert all(key == row["model"].encode() for key, row in labeled)
+    assert {tuple(row) for _, row in labeled} == {(
+        "event_id", "model", "version", "role", "segment_values", "prediction_ts", "label_ts", "prediction", "score",
+        "probabilities", "label", "source",
+    )}
+    assert all(row["label_ts"] >= row["prediction_ts"] and row["label"] in (0, 1) for _, row in labeled)
+
     # Alerts: the same alert ids (a hash of model, version, rule, subject and opening window)
     # and rules as the replay; the replay also closes the last window, so only the states of
     # windows both closed are compared.
