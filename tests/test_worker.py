@@ -302,8 +302,11 @@ def test_one_worker_stores_what_replay_stores(published: Published, replayed: Pa
     # row's fields (README, "Run on Kafka").
     consumer = KafkaConsumer(published.prefix + "labeled", bootstrap_servers=kafka_bootstrap,
                              auto_offset_reset="earliest", consumer_timeout_ms=10_000)
-    labeled = [(m.key, json.loads(m.value)) for m in consumer]
+    messages = list(consumer)
     consumer.close()
+    labeled = [(m.key, json.loads(m.value)) for m in messages]
+    # Where the producer's partitioner puts the key, as for any keyed record.
+    assert len({(m.key, m.partition) for m in messages}) == len({m.key for m in messages})
     stored_ids = {r["event_id"] for r in query(workers[0].store, "SELECT event_id FROM labeled FINAL")}
     assert stored_ids and {row["event_id"] for _, row in labeled} == stored_ids
     assert all(key == row["model"].encode() for key, row in labeled)
