@@ -65,8 +65,8 @@ class Model:
             return ("joined", (event_id, model, ts, entry[1], entry[2], *payload))
         return ("duplicate", "duplicate_event_id")
 
-    def label(self, model: str, event_id: str, ts: int, label: int) -> tuple[Any, ...]:
-        entry = self._lookup(model, event_id, self.watermark[model])
+    def label(self, model: str, event_id: str, ts: int, label: int, watermark: int) -> tuple[Any, ...]:
+        entry = self._lookup(model, event_id, watermark)
         if entry is None:
             self.entries[(model, event_id)] = ("L", ts, label)
             return ("inserted",)
@@ -94,7 +94,7 @@ class Model:
 
 def _row(row: Any) -> tuple[Any, ...]:
     return (row.event_id, row.model, row.prediction_ts, row.label_ts, row.label,
-            row.segment_values, row.version, row.prediction, row.score)
+            row.segment_values, row.version, row.prediction, row.score, row.probabilities)
 
 
 def _orphan(label: Any) -> tuple[Any, ...]:
@@ -118,18 +118,25 @@ def run(steps: list[tuple[str, list[tuple[Any, ...]]]], ttl: int, pickle_every: 
             for event in events:
                 by_model.setdefault(event[0], []).append(event)
             for name, chosen in by_model.items():
-                expected = [model.prediction(name, e, ts, ((seg,), version, prediction, score)) for _, e, ts, seg, version, prediction, score in chosen]
+                expected = [model.prediction(name, e, ts, ((seg,), version, prediction, score, probabilities))
+                            for _, e, ts, seg, version, prediction, score, probabilities in chosen]
                 batch = PredictionColumns.from_events(SPECS[name], [
-                    Prediction(model=name, event_id=e, version=version, ts=ts, features={"x": 1.0, "c": seg}, prediction=prediction, score=score)
-                    for _, e, ts, seg, version, prediction, score in chosen
+                    Prediction(model=name, event_id=e, version=version, ts=ts, features={"x": 1.0, "c": seg},
+                               prediction=prediction, score=score, probabilities=probabilities)
+                    for _, e, ts, seg, version, prediction, score, probabilities in chosen
                 ])
                 rows, rejected = joiner.add_predictions(batch)
                 assert [_row(r) for r in rows] == [x[1] for x in expected if x[0] == "joined"]
                 assert [(i, r.code) for i, r in rejected] == [(i, x[1]) for i, x in enumerate(expected) if x[0] == "duplicate"]
         else:
-            expected = [model.label(name, e, ts, y) for name, e, ts, y in events]
-            truths = [GroundTruth(model=name, event_id=e, ts=ts, label=y) for name, e, ts, y in events]
-            rows, rejected = joiner.add_ground_truth(truths)
+            # Each label meets the watermark where it arrived in the stream: the current one, or
+            # higher where predictions (of another batch) came between the labels.
+            watermarks = []
+            for name, _, _, _, ahead in events:
+                watermarks.append(max([model.watermark[name] + ahead] + [w for (m, *_), w in zip(events, watermarks) if m == name]))
+            expected = [model.label(name, e, ts, y, w) for (name, e, ts, y, _), w in zip(events, watermarks)]
+            truths = [GroundTruth(model=name, event_id=e, ts=ts, label=y) for name, e, ts, y, _ in events]
+            rows, rejected = joiner.add_ground_truth(truths, None, watermarks)
             assert [_row(r) for r in rows] == [x[1] for x in expected if x[0] == "joined"]
             position = {id(t): i for i, t in enumerate(truths)}
             assert [(position[id(t)], r.code) for t, r in rejected] == [
@@ -161,10 +168,11 @@ def _id(number: int) -> str:
 def _event(kind: str, draw_id: int, ts: int, model: str, value: int) -> tuple[Any, ...]:
     event_id = _id(draw_id)
     if kind == "labels":
-        return (model, event_id, ts, value / 4 if model == "r" else value % 2)
+        return (model, event_id, ts, value / 4 if model == "r" else value % 2, (value * 7) % 50)
     prediction = value / 3 if model == "r" else value % 2
     score = None if model == "r" or value % 7 == 0 else (value % 7) / 7
-    return (model, event_id, ts, None if value == 5 else f"s{value}", f"v{value % 3}", prediction, score)
+    probabilities = None if score is None or value % 3 == 0 else {"0": 1 - score, "1": score}
+    return (model, event_id, ts, None if value == 5 else f"s{value}", f"v{value % 3}", prediction, score, probabilities)
 
 
 @st.composite
@@ -214,3 +222,22 @@ def test_ids_beyond_ascii_and_hash_neighbours_stay_apart() -> None:
     assert action.tolist() == [0] * len(ids)
     action, again, _ = table.match(1, ids, np.arange(len(ids)), np.zeros(len(ids), dtype=np.int64))
     assert action.tolist() == [2] * len(ids) and again.tolist() == rows.tolist()
+
+
+def test_a_label_that_expires_the_marker_of_another_in_its_batch_keeps_its_probabilities() -> None:
+    """Within one label batch, label 1 joins prediction ``a``; label 2 for ``a`` then meets a
+    higher watermark, past the TTL, and expires the marker: label 1's row keeps its payload."""
+    spec = SPECS["m"]
+    joiner = Joiner({}, {"m": 1_000}, {"m": (0,)})
+    probabilities = {"0": 0.3, "1": 0.7}
+    joiner.add_predictions(PredictionColumns.from_events(spec, [
+        Prediction(model="m", event_id="a", version="v1", ts=1_000, features={"c": "s"}, prediction=1, score=0.7,
+                   probabilities=probabilities),
+        Prediction(model="m", event_id="b", version="v1", ts=5_000, features={"c": "s"}, prediction=0, score=0.2),
+    ]))
+    rows, rejected = joiner.add_ground_truth(
+        [GroundTruth(model="m", event_id="a", ts=1_100, label=1), GroundTruth(model="m", event_id="a", ts=5_100, label=0)],
+        None, [1_000, 5_000],
+    )
+    assert [(r.event_id, r.label, r.probabilities) for r in rows] == [("a", 1, probabilities)]
+    assert rejected == [] and [label.label for label in joiner.pending_labels()] == [0]

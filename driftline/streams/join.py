@@ -214,9 +214,9 @@ class Joiner:
         cost per event stays constant.
         """
         orphans, self._orphans = self._orphans, []
-        for model, table in self.tables.items():
-            ttl = self.ttl_ms[model]
-            if force or table.watermark - table.swept_at >= ttl // 16:
+        for model, ttl in self.ttl_ms.items():
+            table = self.tables.get(model)
+            if table is not None and (force or table.watermark - table.swept_at >= ttl // 16):
                 orphans.extend(table.expire(table.watermark - ttl))
                 table.swept_at = table.watermark
         return orphans

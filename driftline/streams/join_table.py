@@ -4,7 +4,8 @@ The join keeps an entry per event for the whole label TTL (30 days by default), 
 million events in flight a ``dict`` of ``str`` keys and tuples (about 290 bytes an entry, and
 one dependent memory load per field on every lookup) took most of the memory budget and of the
 join's time. This table keeps its entries as rows of numpy columns, appended in arrival order,
-and finds them through an open-addressing index of 64-bit hashes of the event_id's UTF-8 bytes.
+and finds them through an open-addressing index of 64-bit hashes (seeded per table) of the
+event_id's UTF-8 bytes.
 A hash match is confirmed against the stored id, so two events never join by collision. An id
 that is a canonical lowercase UUID is stored as its 16 bytes, any other id as its UTF-8 bytes.
 
@@ -34,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, NamedTuple
 
 import numba
@@ -64,9 +66,10 @@ class PendingLabel(NamedTuple):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _hash(data, start, end):
-    # FNV-1a, then splitmix64's finalizer so the low bits that pick a slot mix every byte.
-    h = _FNV_OFFSET
+def _hash(data, start, end, seed):
+    # FNV-1a from a per-table random seed (ids crafted to share slots cannot be computed ahead),
+    # then splitmix64's finalizer so the low bits that pick a slot mix every byte.
+    h = _FNV_OFFSET ^ seed
     for p in range(start, end):
         h = (h ^ np.uint64(data[p])) * _FNV_PRIME
     h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -108,14 +111,14 @@ def _stored(data, start, size, key):
 
 @numba.njit(cache=True, nogil=True)
 def _match(data, ends, ts, cutoffs, side, slots, row_hash, id_start, id_len, row_ts, kind, arena,
-           n_rows, arena_used, used, action, matched, killed, key):
+           n_rows, arena_used, used, action, matched, killed, key, seed):
     """Look up, expire, then insert or join each event in order; see :meth:`JoinTable.match`."""
     mask = np.uint64(slots.size - 1)
     n_killed = 0
     start = 0
     for i in range(ends.size):
         end = ends[i]
-        h = _hash(data, start, end)
+        h = _hash(data, start, end, seed)
         code = _stored(data, start, end - start, key)
         size = 16 if code < 0 else code
         slot = np.int64(h & mask)
@@ -252,11 +255,13 @@ class JoinTable:
         self.numeric_prediction = numeric_prediction
         self.watermark = 0
         self.swept_at = 0
+        self._seed = np.uint64(secrets.randbits(64))
         self._n = 0
         self._arena_used = 0
         self._used = 0
         self._labels: dict[int, tuple[str, int, Any, str, Any]] = {}
         self._values: list[Any] = []
+        self._value_array: np.ndarray | None = None
         self._codes: dict[tuple[type, Any], int] = {}
         self._probabilities: dict[int, Any] = {}
         self._columns: dict[str, np.ndarray] = {}
@@ -271,7 +276,9 @@ class JoinTable:
             if name == "prediction" and self.numeric_prediction:
                 dtype = np.float64
             shape = (capacity, self.n_segments) if name == "segments" else (capacity,)
-            column = np.empty(shape, dtype=dtype)
+            # Zeros, not np.empty: as cheap (untouched pages stay unmapped), and a checkpoint
+            # of the same state is the same bytes.
+            column = np.zeros(shape, dtype=dtype)
             if name in self._columns:
                 column[:n] = self._columns[name][:n]
             self._columns[name] = column
@@ -322,9 +329,12 @@ class JoinTable:
         return table[codes]
 
     def _decode(self, codes: np.ndarray) -> np.ndarray:
-        values = np.empty(len(self._values), dtype=object)
-        values[:] = self._values
-        return values[codes]
+        # The list only grows between rebuilds (which reset the array), so its length says
+        # whether the cached array is current.
+        if self._value_array is None or len(self._value_array) != len(self._values):
+            self._value_array = np.empty(len(self._values), dtype=object)
+            self._value_array[:] = self._values
+        return self._value_array[codes]
 
     def match(self, side: int, event_ids: list[str], ts: np.ndarray, cutoffs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Join one side's events, in order, against the table.
@@ -346,7 +356,7 @@ class JoinTable:
         self._n, self._arena_used, self._used, n_killed = _match(
             data, ends, np.ascontiguousarray(ts, dtype=np.int64), np.ascontiguousarray(cutoffs, dtype=np.int64), side,
             self.slots, self.hash, self.id_start, self.id_len, self.ts, self.kind, self.arena,
-            self._n, self._arena_used, self._used, action, matched, killed, key,
+            self._n, self._arena_used, self._used, action, matched, killed, key, self._seed,
         )
         return action, matched, killed[:n_killed]
 
@@ -371,7 +381,7 @@ class JoinTable:
         for row, kind in killed.tolist():
             if kind == LABEL:
                 orphans.append(PendingLabel(self.model, *self._labels.pop(row)))
-            else:
+            elif kind == PREDICTION:
                 self._probabilities.pop(row, None)
         return orphans
 
@@ -439,6 +449,7 @@ class JoinTable:
         for column in coded:
             column[pending] = renumber[column[pending]]
         self._values = [self._values[code] for code in used.tolist()]
+        self._value_array = None
         self._codes = {(type(value), value): code for code, value in enumerate(self._values)}
 
     def pending_labels(self) -> list[PendingLabel]:
@@ -449,6 +460,7 @@ class JoinTable:
         n = self._n
         return {
             "model": self.model, "n_segments": self.n_segments, "numeric_prediction": self.numeric_prediction,
+            "seed": int(self._seed),
             "watermark": self.watermark, "swept_at": self.swept_at, "labels": self._labels,
             "values": self._values, "probabilities": self._probabilities, "arena": self.arena[: self._arena_used].copy(),
             "columns": {name: column[:n].copy() for name, column in self._columns.items()},
@@ -457,12 +469,14 @@ class JoinTable:
     def __setstate__(self, state: dict[str, Any]) -> None:
         columns = state["columns"]
         self.model = state["model"]
+        self._seed = np.uint64(state["seed"])
         self.n_segments = state["n_segments"]
         self.numeric_prediction = state["numeric_prediction"]
         self.watermark = state["watermark"]
         self.swept_at = state["swept_at"]
         self._labels = state["labels"]
         self._values = state["values"]
+        self._value_array = None
         self._codes = {(type(value), value): code for code, value in enumerate(self._values)}
         self._probabilities = state["probabilities"]
         self._n = len(columns["hash"])
