@@ -315,7 +315,12 @@ class JoinTable:
         self._used = live
 
     def _encode(self, values: np.ndarray) -> np.ndarray:
-        """Codes of an object column's values in the table's list of distinct values."""
+        """Codes of an object column's values in the table's list of distinct values.
+
+        pandas' hash table treats equal numbers of different types (1, 1.0, True) as one value:
+        only strings, ``None`` and class labels (all ints or all strings, as the spec requires)
+        come here; numeric predictions are stored as floats instead.
+        """
         codes, uniques = pd.factorize(values)
         known = self._codes
         table = np.empty(uniques.size + 1, dtype=np.int32)
