@@ -257,7 +257,6 @@ class JoinTable:
         self.swept_at = 0
         self._seed = np.uint64(secrets.randbits(64))
         self._n = 0
-        self._arena_used = 0
         self._used = 0
         self._labels: dict[int, tuple[str, int, Any, str, Any]] = {}
         self._values: list[Any] = []
@@ -266,7 +265,7 @@ class JoinTable:
         self._probabilities: dict[int, Any] = {}
         self._columns: dict[str, np.ndarray] = {}
         self._allocate(1024)
-        self.arena = np.empty(1 << 16, dtype=np.uint8)
+        self._hold_ids(np.empty(0, dtype=np.uint8), 0)
         self.slots = np.full(2048, -1, dtype=np.int32)
 
     def _allocate(self, capacity: int) -> None:
@@ -300,11 +299,15 @@ class JoinTable:
         if self._n + rows > self.hash.size:
             self._allocate(max(self.hash.size * 3 // 2, self._n + rows))
         if self._arena_used + id_bytes > self.arena.size:
-            arena = np.empty(max(self.arena.size * 3 // 2, self._arena_used + id_bytes), dtype=np.uint8)
-            arena[: self._arena_used] = self.arena[: self._arena_used]
-            self.arena = arena
+            self._hold_ids(self.arena[: self._arena_used], max(self.arena.size * 3 // 2, self._arena_used + id_bytes))
         if 2 * (self._used + rows) > self.slots.size:
             self._reindex(rows)
+
+    def _hold_ids(self, ids: np.ndarray, capacity: int) -> None:
+        """Make ``ids`` the stored id bytes, in an arena of at least ``capacity`` (and 64 KiB)."""
+        arena = np.empty(max(1 << 16, capacity), dtype=np.uint8)
+        arena[: ids.size] = ids
+        self.arena, self._arena_used = arena, ids.size
 
     def _reindex(self, headroom: int = 0) -> None:
         live = len(self)
@@ -430,9 +433,7 @@ class JoinTable:
             column[: keep.size] = column[keep]
         self.id_start[: keep.size] = starts
         self._n = keep.size
-        self.arena = np.empty(max(1 << 16, arena.size * 3 // 2), dtype=np.uint8)
-        self.arena[: arena.size] = arena
-        self._arena_used = arena.size
+        self._hold_ids(arena, arena.size * 3 // 2)
         if self.hash.size > 4 * max(keep.size, 1024):
             self._allocate(max(1024, 2 * keep.size))
         if len(self._values) > 1024:
@@ -487,7 +488,5 @@ class JoinTable:
         self._n = len(columns["hash"])
         self._columns = columns
         self._allocate(max(1024, self._n))
-        self.arena = np.empty(max(1 << 16, state["arena"].size), dtype=np.uint8)
-        self._arena_used = state["arena"].size
-        self.arena[: self._arena_used] = state["arena"]
+        self._hold_ids(state["arena"], state["arena"].size)
         self._reindex()
