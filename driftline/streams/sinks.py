@@ -3,17 +3,28 @@
 Both runtimes write through here, so the embedded and the Faust runtime store the same rows.
 Every row carries its deterministic key; the store's ReplacingMergeTree tables make a replay
 overwrite instead of double counting.
+
+A sink may hold the raw tables' rows (predictions, ground truth, joined rows, dead letters) back
+and write them in bigger blocks: every ``INSERT`` costs ClickHouse a new part per partition
+(tens of milliseconds in chDB whatever its size), and a Faust worker's fetches are small. Those
+rows are the same whenever they are written again, so their order and timing do not matter.
+Window metrics, drift results and alerts are revisions of one key and are always written at once,
+in order.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import pyarrow as pa
 
 from driftline.events import SCHEMA_VERSION
 from driftline.reference import ModelReference, category
-from driftline.storage import Store
+from driftline.storage import Store, to_arrow_batch
 from driftline.storage.schema import COLUMNS
 from driftline.streams.pipeline import Output
 from driftline.streams.columns import PredictionColumns
@@ -64,21 +75,65 @@ def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 class StoreSink:
-    """Write pipeline outputs to a :class:`~driftline.storage.Store`."""
+    """Write pipeline outputs to a :class:`~driftline.storage.Store`.
 
-    def __init__(self, store: Store, references: dict[str, ModelReference]):
+    Parameters
+    ----------
+    store
+        Where the rows go.
+    references
+        Per model, its spec and reference.
+    buffer_rows
+        Hold raw rows back until this many are pending (``0``: write every output at once).
+        :meth:`flush` writes them; :attr:`pending_since` says since when some are waiting.
+        Safe to call from several threads.
+    """
+
+    def __init__(self, store: Store, references: dict[str, ModelReference], buffer_rows: int = 0):
+        if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 0:
+            raise ValueError(f"buffer_rows must be an int >= 0, got {buffer_rows!r}")
         self.store = store
         self.references = references
+        self.buffer_rows = buffer_rows
         self._feature_names = {
             model: (ref.spec.numeric_features, ref.spec.categorical_features) for model, ref in references.items()
         }
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, pa.Schema], list[pa.Table]] = defaultdict(list)
+        self._pending_rows = 0
+        self.pending_since: float | None = None
+
+    def flush(self) -> None:
+        """Write the rows held back, then wait until the store has everything written so far."""
+        with self._lock:
+            self._write_pending()
+        self.store.flush()
+
+    def _raw(self, table: str, columns: Mapping[str, Any]) -> None:
+        if not self.buffer_rows:
+            self.store.insert(table, columns)
+            return
+        batch = to_arrow_batch(table, columns)
+        with self._lock:
+            self._pending[table, batch.schema].append(batch)
+            self._pending_rows += batch.num_rows
+            if self.pending_since is None:
+                self.pending_since = time.monotonic()
+            if self._pending_rows >= self.buffer_rows:
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, defaultdict(list)
+        self._pending_rows, self.pending_since = 0, None
+        for (table, _), batches in pending.items():
+            self.store.insert_arrow(table, pa.concat_tables(batches))
 
     def write(self, out: Output) -> None:
         now = int(time.time() * 1000)
         for batch in out.predictions:
-            self.store.insert("predictions", self._predictions(batch))
+            self._raw("predictions", self._predictions(batch))
         if out.ground_truth:
-            self.store.insert("ground_truth", {
+            self._raw("ground_truth", {
                 "event_id": [e.event_id for e in out.ground_truth],
                 "model": [e.model for e in out.ground_truth],
                 "ts": [e.ts for e in out.ground_truth],
@@ -89,7 +144,7 @@ class StoreSink:
             })
         if out.labeled:
             segments = {m: r.spec.segments for m, r in self.references.items()}
-            self.store.insert("labeled", {
+            self._raw("labeled", {
                 "event_id": [r.event_id for r in out.labeled],
                 "model": [r.model for r in out.labeled],
                 "version": [r.version for r in out.labeled],
@@ -115,7 +170,7 @@ class StoreSink:
                 for alert in out.alerts
             ]))
         if out.dead_letters:
-            self.store.insert("dead_letters", _columns([
+            self._raw("dead_letters", _columns([
                 {
                     "id": row["id"],
                     "source": row["source"],
