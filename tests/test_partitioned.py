@@ -14,6 +14,7 @@ import math
 import zlib
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -143,6 +144,25 @@ def test_seen_skips_consumed_offsets(scenario: tuple[dict, list[Message]]) -> No
     assert restored.seen("t", 2) and not restored.seen("t", 3) and not restored.seen("other", 0)
     with pytest.raises(ValueError, match="different partition count"):
         PartitionRunner.restore(runner.snapshot(), references, PARTITIONS + 1)
+
+
+def test_unseen_agrees_with_seen(scenario: tuple[dict, list[Message]]) -> None:
+    references, _ = scenario
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        one, other = PartitionRunner(0, references, PARTITIONS), PartitionRunner(0, references, PARTITIONS)
+        consumed, expected = int(rng.integers(0, 8)), int(rng.integers(-1, 10))
+        for runner in (one, other):
+            runner.offsets["t"] = consumed
+            if expected >= 0:
+                runner.expect("t", expected)
+        start = int(rng.integers(0, 10))
+        offsets = np.cumsum(rng.integers(1, 3, size=int(rng.integers(1, 6)))).tolist()
+        offsets = [start + o for o in offsets]
+        kept = [o for o in offsets if not one.seen("t", o)]
+        first = other.unseen("t", offsets)
+        assert offsets[first:] == kept
+        assert other.offsets == one.offsets and other._expected == one._expected
 
 
 def test_partials_reject_foreign_payloads() -> None:

@@ -122,6 +122,15 @@ class PartitionRunner:
         self.offsets[topic] = offset + 1
         return False
 
+    def unseen(self, topic: str, offsets: list[int]) -> int:
+        """Where the messages not to skip begin in a run of increasing ``offsets`` of ``topic``:
+        :meth:`seen` up to the first of them, which with every later one counts as consumed."""
+        for i, offset in enumerate(offsets):
+            if not self.seen(topic, offset):
+                self.offsets[topic] = offsets[-1] + 1
+                return i
+        return len(offsets)
+
     def process_sources(self, messages: list[Message]) -> tuple[Output, list[Partials]]:
         """Run prediction and ground-truth messages; returns the rows to store and the partials
         to send (one per model whose watermark moved or whose windows closed)."""
