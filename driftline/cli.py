@@ -392,11 +392,14 @@ def simulate(broker: str, rate: float, n_events: int, seed: int, partitions: int
               help="Most input messages per fetch, the unit the worker processes, stores and publishes.")
 @click.option("--checkpoint-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds between state checkpoints (bounds the work replayed after a crash).")
+@click.option("--store-batch-rows", type=click.IntRange(min=0), default=50_000, show_default=True,
+              help="Raw events and joined rows are written to the store in blocks of about this many "
+                   "(0: after every fetch); an idle stream's rows are written within a second.")
 @click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Keep a JSON status here (offsets, counters), rewritten after every batch.")
 @retention_option
 def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: str, topic_prefix: str,
-           partitions: int, replication: int, batch_size: int, checkpoint_interval: float,
+           partitions: int, replication: int, batch_size: int, checkpoint_interval: float, store_batch_rows: int,
            status_file: Path | None, retention_days: int | None) -> None:
     """Run a stream worker on Kafka (more workers with the same --group share the partitions)."""
     from driftline.streams.faust_app import PARTIALS_MAX_BYTES, Topics, Worker, WorkerSettings, partials_topic
@@ -414,7 +417,7 @@ def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: 
         Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
     settings = WorkerSettings(brokers, group, partitions, topics, batch_size=batch_size, checkpoint_interval=checkpoint_interval,
-                              status_file=None if status_file is None else str(status_file))
+                              status_file=None if status_file is None else str(status_file), store_batch_rows=store_batch_rows)
     with open_store(store_target, **_retention(retention_days)) as store:
         Console(stderr=True).print(
             f"driftline worker: group {group}, {partitions} partitions, models {', '.join(references)}, "

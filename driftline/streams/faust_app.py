@@ -55,6 +55,7 @@ from faust.types import TP
 from driftline.events import encode
 from driftline.reference import ModelReference
 from driftline.storage import Store
+from driftline.streams.batch_producer import BatchProducer
 from driftline.streams.batch_transport import SCHEME, route_batches
 from driftline.streams.join import LabeledRow
 from driftline.streams.partitioned import PartitionRunner, partition_for
@@ -116,6 +117,12 @@ class WorkerSettings:
     status_file
         Where to keep a JSON status (next offset per input partition, counters, time), rewritten
         after every batch: for health checks and for knowing when a backlog is drained.
+    store_batch_rows
+        Raw rows (predictions, ground truth, joined rows, dead letters) are written to the store
+        once this many are pending, at a checkpoint, at stop, or when the oldest has waited
+        ``store_flush_interval`` seconds (``0``: written after every batch).
+    store_flush_interval
+        Longest time, in seconds, a raw row waits for the store while the stream is idle.
     """
 
     brokers: tuple[str, ...]
@@ -126,6 +133,8 @@ class WorkerSettings:
     checkpoint_interval: float = 10.0
     session_timeout: float = 10.0
     status_file: str | None = None
+    store_batch_rows: int = 50_000
+    store_flush_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.brokers:
@@ -136,6 +145,10 @@ class WorkerSettings:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.checkpoint_interval <= 0:
             raise ValueError(f"checkpoint_interval must be > 0, got {self.checkpoint_interval}")
+        if self.store_batch_rows < 0:
+            raise ValueError(f"store_batch_rows must be >= 0, got {self.store_batch_rows}")
+        if self.store_flush_interval <= 0:
+            raise ValueError(f"store_flush_interval must be > 0, got {self.store_flush_interval}")
 
 
 def _digest(blob: bytes) -> str:
@@ -159,6 +172,27 @@ def labeled_value(row: LabeledRow) -> bytes:
     return _LABELED_ENCODER.encode(row)
 
 
+def _crash() -> None:
+    """Crash-only: half-applied batches are what checkpoints are for. Exiting lets the supervisor
+    restart the worker, which resumes from the last checkpoint exactly as after kill -9; staying
+    up with a broken fetch loop would silently stop processing."""
+    logger.critical("driftline worker stops on an unexpected error", exc_info=True)
+    logging.shutdown()
+    os._exit(70)
+
+
+class _ServiceWorker(faust.Worker):
+    """``faust.Worker`` without its start-up spinner.
+
+    To spin the spinner on every log record, Faust lowers the root logger to ``DEBUG`` and leaves
+    it there after start-up, so every ``log.debug`` of aiokafka and Faust (one per produced
+    message, several per fetch) builds and dispatches a record that no handler prints.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+
+
 class Worker:
     """A Faust app running the driftline topology; :meth:`run` blocks until stopped."""
 
@@ -166,11 +200,14 @@ class Worker:
         self.references = references
         self.settings = settings
         self.store = store
-        self.sink = StoreSink(store, references)
+        self.sink = StoreSink(store, references, settings.store_batch_rows)
+        # One fetch or one flush of the sink at a time.
+        self._busy = asyncio.Lock()
         self.runners: dict[int, PartitionRunner] = {}
         self._slots: dict[int, int] = {}
         self._checkpointed: dict[int, float] = {}
         self._deliveries: list[Any] = []
+        self._batches = BatchProducer(settings.brokers)
         topics = settings.topics
         # Faust wants a data directory even with the in-memory table store; state lives in the
         # checkpoint topic, so a scratch directory that goes away with the process is enough.
@@ -201,10 +238,12 @@ class Worker:
         self.app.topics.add(self.app.topic(*self.input_topics, acks=False, key_serializer="raw", value_serializer="raw"))
         route_batches(self.app, self.input_topics, self._on_fetch)
         self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.timer(settings.store_flush_interval / 2)(self._flush_idle)
+        self.app.on_before_shutdown.connect(self._on_shutdown)
 
     def run(self) -> None:
         """Start the worker (Faust handles signals; SIGTERM stops it)."""
-        faust.Worker(self.app, loglevel="WARNING", quiet=True).execute_from_commandline()
+        _ServiceWorker(self.app, loglevel="WARNING", quiet=True).execute_from_commandline()
 
     def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
         for tp in revoked:
@@ -213,33 +252,46 @@ class Worker:
 
     async def _on_fetch(self, records: dict[TP, list[Any]]) -> None:
         try:
-            await self._batch(records)
+            async with self._busy:
+                await self._batch(records)
         except Exception:
-            # Crash-only: half-applied batches are what checkpoints are for. Exiting lets the
-            # supervisor restart the worker, which resumes from the last checkpoint exactly as
-            # after kill -9; staying up with a broken fetch loop would silently stop processing.
-            logger.critical("driftline worker stops on an unexpected error", exc_info=True)
-            logging.shutdown()
-            os._exit(70)
+            _crash()
+
+    async def _flush_idle(self) -> None:
+        since = self.sink.pending_since
+        if since is None or time.monotonic() - since < self.settings.store_flush_interval:
+            return
+        try:
+            async with self._busy:
+                await asyncio.to_thread(self.sink.flush)
+        except Exception:
+            _crash()
+
+    async def _on_shutdown(self, sender: Any, **_: Any) -> None:
+        # What is still held back is after the last checkpoint, so the partition's next owner
+        # would write it again; writing it now keeps this store complete after a clean stop.
+        await asyncio.to_thread(self.sink.flush)
+        await self._batches.stop()
 
     async def _batch(self, records: dict[TP, list[Any]]) -> None:
         """Process, store, publish and maybe checkpoint one fetch of input records."""
-        by_partition: dict[int, list[Any]] = defaultdict(list)
+        by_partition: dict[int, list[tuple[str, list[Any]]]] = defaultdict(list)
         for tp, fetched in records.items():
-            by_partition[tp.partition].extend(fetched)
+            by_partition[tp.partition].append((tp.topic, fetched))
         work = []
-        assigned = self.app.consumer.assignment()
-        for partition, messages in sorted(by_partition.items()):
-            if TP(self.settings.topics.predictions, partition) not in assigned:
+        topic = self.settings.topics.predictions
+        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+        if not set(by_partition) & assigned <= set(self.runners):
+            # Every assigned partition without a runner, not only those in this fetch.
+            await self._open(sorted(assigned - set(self.runners)))
+        for partition, fetched in sorted(by_partition.items()):
+            if partition not in assigned:
                 # Revoked while the batch was buffered: the partition's new owner reads these again.
                 self.runners.pop(partition, None)
                 continue
             runner = self.runners.get(partition)
-            if runner is None:
-                runner = await self._open(partition)
-                if runner is None:
-                    continue
-            work.append((runner, *self._split(partition, runner, messages)))
+            if runner is not None:
+                work.append((runner, *self._split(partition, runner, fetched)))
         if not work:
             return
         out, sent = await asyncio.to_thread(self._compute, work)
@@ -252,19 +304,21 @@ class Worker:
         if self.settings.status_file:
             self._write_status()
 
-    def _split(self, partition: int, runner: PartitionRunner, messages: list[Any]) -> tuple[list[Message], list[bytes]]:
+    def _split(
+        self, partition: int, runner: PartitionRunner, fetched: list[tuple[str, list[Any]]]
+    ) -> tuple[list[Message], list[bytes]]:
         """The messages not consumed yet, as pipeline messages and partials payloads."""
         sources: list[Message] = []
         partials: list[bytes] = []
-        for message in messages:
-            if runner.seen(message.topic, message.offset):
-                continue
-            kind = self.kinds.get(message.topic)
-            value = message.value if message.value is not None else b""
+        for topic, records in fetched:
+            records = records[runner.unseen(topic, [record.offset for record in records]):]
+            kind = self.kinds.get(topic)
             if kind is None:
-                partials.append(value)
+                partials.extend(record.value or b"" for record in records)
             else:
-                sources.append(Message(kind, value, message.topic, f"{partition}:{message.offset}"))
+                sources.extend([
+                    Message(kind, record.value or b"", topic, f"{partition}:{record.offset}") for record in records
+                ])
         return sources, partials
 
     def _compute(
@@ -289,13 +343,16 @@ class Worker:
         return out, sent
 
     async def _publish(self, out: Output, sent: list[tuple[int, bytes, bytes]]) -> None:
-        # Straight to the producer: a Faust Topic.send adds a channel, a FutureMessage and
-        # callbacks per message, about 100 µs each here (one message per joined row).
+        # Joined rows, one message each, go as record batches. The rest straight to the producer:
+        # a Faust Topic.send adds a channel, a FutureMessage and callbacks per message, about
+        # 100 µs each here.
         send, topics, deliveries = self.app.producer.send, self.settings.topics, self._deliveries
         for partition, key, value in sent:
             deliveries.append(await send(self.partials_name, key, value, partition, None, None))
-        for row in out.labeled:
-            deliveries.append(await send(topics.labeled, row.model.encode(), labeled_value(row), None, None, None))
+        if out.labeled:
+            deliveries.extend(await self._batches.send(
+                topics.labeled, [(row.model.encode(), labeled_value(row), []) for row in out.labeled]
+            ))
         for alert in out.alerts:
             deliveries.append(await send(topics.alerts, alert.alert_id.encode(), encode(alert), None, None, None))
         for request in out.retrain_requests:
@@ -321,33 +378,41 @@ class Worker:
         staging.write_bytes(orjson.dumps(status))
         staging.replace(path)
 
-    async def _open(self, partition: int) -> PartitionRunner | None:
-        """The partition's runner, restored from its checkpoint when there is one (``None`` when the
-        partition was revoked meanwhile)."""
-        manifest = self.checkpoints.data.get(str(partition).encode())
-        if manifest is None:
-            runner = PartitionRunner(partition, self.references, self.settings.partitions)
-        else:
+    async def _open(self, partitions: list[int]) -> None:
+        """Create the partitions' runners, restored from their checkpoints when there are some.
+
+        All in one go: the earliest offsets and the seek are one round trip through the consumer
+        for every partition (each takes about half a second here), and the fetches after the
+        seek are positioned for all of them. Nothing is opened when one of them was revoked
+        meanwhile; the others open with the next fetch that carries their records.
+        """
+        runners = {}
+        for partition in partitions:
+            manifest = self.checkpoints.data.get(str(partition).encode())
+            if manifest is None:
+                runners[partition] = PartitionRunner(partition, self.references, self.settings.partitions)
+                continue
             meta = orjson.loads(manifest)
             blob = b"".join(
                 self.checkpoints.data[f"{partition}/{meta['slot']}/{i}".encode()] for i in range(meta["chunks"])
             )
             if _digest(blob) != meta["digest"]:
                 raise RuntimeError(f"checkpoint of partition {partition} is incomplete or corrupt")
-            runner = await asyncio.to_thread(
+            runners[partition] = await asyncio.to_thread(
                 PartitionRunner.restore, blob, self.references, self.settings.partitions
             )
             self._slots[partition] = meta["slot"]
         # Position every input at the checkpoint (or the start of the log) and accept nothing
         # else first, so that no message between the checkpoint and a stale position is lost.
-        inputs = [TP(topic, partition) for topic in self.input_topics]
+        inputs = [TP(topic, partition) for partition in partitions for topic in self.input_topics]
         earliest = await self.app.consumer.earliest_offsets(*inputs)
         starts: dict[TP, int] = {}
         for tp in inputs:
+            runner = runners[tp.partition]
             start = runner.offsets.get(tp.topic, 0)
             first = earliest.get(tp) or 0
             if start < first:
-                logger.warning("%s[%d]: offsets %d..%d were deleted before they were processed", tp.topic, partition,
+                logger.warning("%s[%d]: offsets %d..%d were deleted before they were processed", tp.topic, tp.partition,
                                start, first - 1)
                 start = first
             runner.expect(tp.topic, start)
@@ -357,11 +422,12 @@ class Worker:
             # state from this thread while it hands out records (a KeyError in aiokafka's fetcher).
             await self.app.consumer.seek_wait(starts)
         except IllegalStateError:
-            return None
-        logger.info("partition %d starts at %s", partition, runner.offsets)
-        self.runners[partition] = runner
-        self._checkpointed[partition] = time.monotonic()
-        return runner
+            return
+        now = time.monotonic()
+        for partition, runner in runners.items():
+            logger.info("partition %d starts at %s", partition, runner.offsets)
+            self.runners[partition] = runner
+            self._checkpointed[partition] = now
 
     async def _checkpoint(self, partition: int, runner: PartitionRunner) -> None:
         """Write the runner's state as chunks into the slot not in use, then the manifest.
@@ -370,10 +436,11 @@ class Worker:
         rows and dead letters sent so far, and the rows handed to the store.
         """
         await self.app.producer.flush()
+        await self._batches.flush()
         for delivery in self._deliveries:
             await delivery
         self._deliveries = []
-        await asyncio.to_thread(self.store.flush)
+        await asyncio.to_thread(self.sink.flush)
         blob = await asyncio.to_thread(runner.snapshot)
         if self.runners.get(partition) is not runner:
             return
