@@ -433,6 +433,35 @@ def test_query_error_names_the_problem(store):
         store.query("SELECT * FROM driftline.nope")
 
 
+def test_inserts_from_two_threads_land_in_their_own_tables(store):
+    import threading
+
+    backend = store.backend
+    backend.execute("CREATE TABLE driftline.left_side (x Int64, y String) ENGINE = MergeTree ORDER BY x")
+    backend.execute("CREATE TABLE driftline.right_side (p Int64, q String) ENGINE = MergeTree ORDER BY p")
+    errors = []
+
+    def insert(table: str, names: tuple[str, str], offset: int) -> None:
+        for _ in range(10):
+            batch = pa.table({names[0]: np.arange(2_000) + offset, names[1]: [table] * 2_000})
+            try:
+                backend.insert(f"driftline.{table}", batch, {})
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+    threads = [threading.Thread(target=insert, args=("left_side", ("x", "y"), 0)),
+               threading.Thread(target=insert, args=("right_side", ("p", "q"), 10_000))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    left = store.query("SELECT count() AS n, min(x) AS lo, max(x) AS hi, groupUniqArray(y) AS ys FROM driftline.left_side")
+    right = store.query("SELECT count() AS n, min(p) AS lo, max(p) AS hi, groupUniqArray(q) AS qs FROM driftline.right_side")
+    assert left.to_pylist() == [{"n": 20_000, "lo": 0, "hi": 1_999, "ys": ["left_side"]}]
+    assert right.to_pylist() == [{"n": 20_000, "lo": 10_000, "hi": 11_999, "qs": ["right_side"]}]
+
+
 def test_closed_store(tmp_path):
     s = open_store(tmp_path / "d")
     s.close()

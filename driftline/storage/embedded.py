@@ -101,6 +101,7 @@ class ChdbBackend:
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"path must be a directory, got the file {str(self.path)!r}")
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
         error: Exception | None = None
         with _captured_stderr() as captured:
             try:
@@ -149,7 +150,11 @@ class ChdbBackend:
         if self._conn is None:
             raise StoreError("the store is closed")
         try:
-            return self._conn.query(sql, fmt, params=dict(params or {}))
+            # One statement at a time: with two threads inserting at once, Python() can read the
+            # other thread's batch ("Unknown expression identifier", or the wrong rows when the
+            # columns match; chDB 4.4).
+            with self._lock:
+                return self._conn.query(sql, fmt, params=dict(params or {}))
         except Exception as exc:  # chdb.ChdbError carries the engine's message
             raise StoreError(f"{exc}\nquery: {sql}") from None
 
