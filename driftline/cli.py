@@ -394,7 +394,7 @@ def simulate(broker: str, rate: float, n_events: int, seed: int, partitions: int
               help="Seconds between state checkpoints (bounds the work replayed after a crash).")
 @click.option("--store-batch-rows", type=click.IntRange(min=0), default=50_000, show_default=True,
               help="Raw events and joined rows are written to the store in blocks of about this many "
-                   "(0: after every fetch); an idle stream's rows are written within a second.")
+                   "(0: after every fetch); an idle stream's rows are written within two seconds.")
 @click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Keep a JSON status here (offsets, counters), rewritten after every batch.")
 @retention_option

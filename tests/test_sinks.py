@@ -49,20 +49,22 @@ def test_buffered_sink_stores_what_a_direct_sink_stores(tmp_path) -> None:
         buffered = StoreSink(store, references, buffer_rows=1_500)
         direct = StoreSink(direct_store, references)
         pipeline = Pipeline(references)
-        held_back = False
+        held_back = written_early = False
         for start in range(0, len(messages), 300):
             out = pipeline.process(messages[start:start + 300])
             buffered.write(out)
             direct.write(out)
-            if buffered.pending_since is not None:
-                held_back = True
-                assert sum(count(store, t) for t in RAW) < sum(count(direct_store, t) for t in RAW)
+            assert buffered.pending_rows < buffered.buffer_rows
+            stored = sum(count(store, t) for t in RAW)
+            assert stored + buffered.pending_rows == sum(count(direct_store, t) for t in RAW)
+            held_back |= buffered.pending_rows > 0
+            written_early |= stored > 0
         out = pipeline.finish()
         buffered.write(out)
         direct.write(out)
-        assert held_back
+        assert held_back and written_early
         buffered.flush()
-        assert buffered.pending_since is None
+        assert buffered.pending_rows == 0 and buffered.pending_since is None
         for table in TABLES:
             got, want = rows(store, table), rows(direct_store, table)
             assert got == want, table
@@ -70,6 +72,6 @@ def test_buffered_sink_stores_what_a_direct_sink_stores(tmp_path) -> None:
                 assert len(got) > 0, table
 
 
-def test_buffer_rows_is_validated(tmp_path) -> None:
+def test_buffer_rows_is_validated() -> None:
     with pytest.raises(ValueError, match="buffer_rows must be an int >= 0, got -1"):
         StoreSink(None, {}, buffer_rows=-1)  # type: ignore[arg-type]

@@ -53,9 +53,13 @@ class BatchProducer:
         producer = await self._started()
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: dict[int, list[Record]] = defaultdict(list)
-        place = self._partitioner
+        placed_keys: dict[bytes, int] = {}
         for record in records:
-            by_partition[place(record[0], partitions, partitions)].append(record)
+            key = record[0]
+            partition = placed_keys.get(key)
+            if partition is None:
+                partition = placed_keys[key] = self._partitioner(key, partitions, partitions)
+            by_partition[partition].append(record)
         deliveries = []
         for partition, placed in by_partition.items():
             batch = producer.create_batch()

@@ -199,8 +199,8 @@ class Worker:
     def __init__(self, references: dict[str, ModelReference], store: Store, settings: WorkerSettings):
         self.references = references
         self.settings = settings
-        self.store = store
         self.sink = StoreSink(store, references, settings.store_batch_rows)
+        self._computing: asyncio.Future | None = None
         # One fetch or one flush of the sink at a time.
         self._busy = asyncio.Lock()
         self.runners: dict[int, PartitionRunner] = {}
@@ -251,8 +251,14 @@ class Worker:
                 self.runners.pop(tp.partition, None)
 
     async def _on_fetch(self, records: dict[TP, list[Any]]) -> None:
+        generation = self.app.consumer_generation_id
         try:
             async with self._busy:
+                if generation != self.app.consumer_generation_id or not self.app.consumer.flow_active:
+                    # A rebalance began while the idle flush held the lock: every partition is
+                    # reopened from its checkpoint (once the checkpoints are recovered) and sought,
+                    # so these records are fetched again.
+                    return
                 await self._batch(records)
         except Exception:
             _crash()
@@ -263,15 +269,20 @@ class Worker:
             return
         try:
             async with self._busy:
-                await asyncio.to_thread(self.sink.flush)
+                await asyncio.to_thread(self.sink.write_pending)
         except Exception:
             _crash()
 
     async def _on_shutdown(self, sender: Any, **_: Any) -> None:
         # What is still held back is after the last checkpoint, so the partition's next owner
         # would write it again; writing it now keeps this store complete after a clean stop.
-        await asyncio.to_thread(self.sink.flush)
-        await self._batches.stop()
+        # Faust has cancelled the fetch loop; a batch may still be computing on its thread.
+        try:
+            if self._computing is not None:
+                await asyncio.wait([self._computing])
+            await asyncio.to_thread(self.sink.write_pending)
+        finally:
+            await self._batches.stop()
 
     async def _batch(self, records: dict[TP, list[Any]]) -> None:
         """Process, store, publish and maybe checkpoint one fetch of input records."""
@@ -281,7 +292,7 @@ class Worker:
         work = []
         topic = self.settings.topics.predictions
         assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
-        if not set(by_partition) & assigned <= set(self.runners):
+        if any(p in assigned and p not in self.runners for p in by_partition):
             # Every assigned partition without a runner, not only those in this fetch.
             await self._open(sorted(assigned - set(self.runners)))
         for partition, fetched in sorted(by_partition.items()):
@@ -294,7 +305,10 @@ class Worker:
                 work.append((runner, *self._split(partition, runner, fetched)))
         if not work:
             return
-        out, sent = await asyncio.to_thread(self._compute, work)
+        # Shielded: a cancelled fetch loop (stop, rebalance) leaves the thread running, and the
+        # shutdown handler waits for it before writing what the sink holds.
+        self._computing = asyncio.ensure_future(asyncio.to_thread(self._compute, work))
+        out, sent = await asyncio.shield(self._computing)
         await self._publish(out, sent)
         now = time.monotonic()
         for partition in sorted(by_partition):

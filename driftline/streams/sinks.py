@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -84,9 +83,10 @@ class StoreSink:
     references
         Per model, its spec and reference.
     buffer_rows
-        Hold raw rows back until this many are pending (``0``: write every output at once).
-        :meth:`flush` writes them; :attr:`pending_since` says since when some are waiting.
-        Safe to call from several threads.
+        Hold raw rows back until this many are pending over the four raw tables (``0``: write
+        every output at once). :meth:`write_pending` and :meth:`flush` write them;
+        :attr:`pending_rows` and :attr:`pending_since` say how many wait and since when. Safe to
+        call from several threads.
     """
 
     def __init__(self, store: Store, references: dict[str, ModelReference], buffer_rows: int = 0):
@@ -99,14 +99,19 @@ class StoreSink:
             model: (ref.spec.numeric_features, ref.spec.categorical_features) for model, ref in references.items()
         }
         self._lock = threading.Lock()
-        self._pending: dict[tuple[str, pa.Schema], list[pa.Table]] = defaultdict(list)
-        self._pending_rows = 0
+        self._pending: dict[str, list[pa.Table]] = {}
+        self.pending_rows = 0
         self.pending_since: float | None = None
+
+    def write_pending(self) -> None:
+        """Write the rows held back (a buffering store may still hold them; see :meth:`flush`)."""
+        with self._lock:
+            for table in list(self._pending):
+                self._write_table(table)
 
     def flush(self) -> None:
         """Write the rows held back, then wait until the store has everything written so far."""
-        with self._lock:
-            self._write_pending()
+        self.write_pending()
         self.store.flush()
 
     def _raw(self, table: str, columns: Mapping[str, Any]) -> None:
@@ -115,18 +120,25 @@ class StoreSink:
             return
         batch = to_arrow_batch(table, columns)
         with self._lock:
-            self._pending[table, batch.schema].append(batch)
-            self._pending_rows += batch.num_rows
+            held = self._pending.get(table)
+            if held and held[0].schema != batch.schema:
+                # Rows go in arrival order (a table without a version column keeps the last).
+                self._write_table(table)
+            self._pending.setdefault(table, []).append(batch)
+            self.pending_rows += batch.num_rows
             if self.pending_since is None:
                 self.pending_since = time.monotonic()
-            if self._pending_rows >= self.buffer_rows:
-                self._write_pending()
+            if self.pending_rows >= self.buffer_rows:
+                for name in list(self._pending):
+                    self._write_table(name)
 
-    def _write_pending(self) -> None:
-        pending, self._pending = self._pending, defaultdict(list)
-        self._pending_rows, self.pending_since = 0, None
-        for (table, _), batches in pending.items():
-            self.store.insert_arrow(table, pa.concat_tables(batches))
+    def _write_table(self, table: str) -> None:
+        batches = self._pending[table]
+        self.store.insert_arrow(table, pa.concat_tables(batches))
+        del self._pending[table]
+        self.pending_rows -= sum(batch.num_rows for batch in batches)
+        if not self._pending:
+            self.pending_since = None
 
     def write(self, out: Output) -> None:
         now = int(time.time() * 1000)
