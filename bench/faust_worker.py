@@ -229,6 +229,14 @@ class Proc:
     log: Path
     peak_kb: int = 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (0 once it has exited)."""
+        try:
+            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def sample_peak(self) -> None:
         try:
             for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
@@ -248,6 +256,7 @@ class Result:
     consumed_first: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     peak_mb: float = float("nan")
+    cpu_us: float = float("nan")
     load: float = float("nan")
     log_lines: list[str] = field(default_factory=list)
     error: str = ""
@@ -326,7 +335,9 @@ def measure(variant: str, run: int, commands: list[list[str]], work: Path, ends:
             consumed, drained, updated = progress(statuses, ends)
             if first is None and consumed > 0:
                 first = (min(s["updated"] for s in statuses), consumed)
+                cpu_first = sum(p.cpu_seconds() for p in procs)
             if drained:
+                cpu_end = sum(p.cpu_seconds() for p in procs)
                 break
             dead = [p for p in procs if p.popen.poll() is not None]
             if dead:
@@ -345,6 +356,7 @@ def measure(variant: str, run: int, commands: list[list[str]], work: Path, ends:
         result.consumed_first = first[1]
         result.seconds = updated - first[0]
         result.rate = (total - first[1]) / result.seconds
+        result.cpu_us = (cpu_end - cpu_first) / (total - first[1]) * 1e6
         for status in statuses:
             for name, value in status.get("counts", {}).items():
                 result.counts[name] = result.counts.get(name, 0) + value
@@ -406,8 +418,8 @@ def section(argv: list[str], info: dict[str, Any], results: dict[str, list[Resul
     }
     rows = "\n".join(
         f"| {names[k]} | **{rate[k]:,.0f}** | {_range(v)} | {sum(not r.error for r in v)} | {_median(v, 'seconds'):.1f} | "
-        f"{_median(v, 'startup'):.1f} |"
-        if any(not r.error for r in v) else f"| {names[k]} | failed in all {len(v)} runs | | 0 | | |"
+        f"{_median(v, 'startup'):.1f} | {_median(v, 'cpu_us'):.0f} |"
+        if any(not r.error for r in v) else f"| {names[k]} | failed in all {len(v)} runs | | 0 | | | |"
         for k, v in results.items()
     )
     good_two = sum(not r.error for r in results["two"])
@@ -465,9 +477,12 @@ events/s = the messages consumed after the first status a process writes (after 
 topic's end offset. Offsets come from the status files, newest status first for each partition,
 so a partition replayed from its checkpoint after a rebalance is counted once. Start-up
 (interpreter, imports, group join, first batch) is left out of the rate; the table gives its median.
+CPU µs per message = user + system CPU time of the measured process(es) over the same interval
+(`/proc/<pid>/stat`), divided by the messages: less sensitive than the rate to other work on the
+machine, since time spent waiting for a core is not counted.
 
-| what | median events/s | range | runs | median seconds | start-up s |
-| --- | ---: | ---: | ---: | ---: | ---: |
+| what | median events/s | range | runs | median seconds | start-up s | CPU µs per message |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
 One worker: {counts.get('predictions', 0):,} predictions and {counts.get('ground_truth', 0):,} ground truths accepted,
@@ -487,8 +502,9 @@ driftline's batch transport, whose no-op ceiling in the same run is {rate['batch
 1,506 events/s on this machine.{baseline} What remains is the worker's own work, per fetch and
 partition: the pipeline (about 15 µs per event on its own workload, see
 [Embedded pipeline](#embedded-pipeline--throughput-and-memory)), the raw events and joined rows
-written to chDB, and one labeled message per joined row produced to the broker (straight to the
-producer: a Faust `Topic.send` costs about 100 µs per message here). {two}
+written to chDB in blocks of `--store-batch-rows`, and one labeled message per joined row
+produced to the broker as record batches (`driftline/streams/batch_producer.py`; a Faust
+`Topic.send` costs about 100 µs per message here, aiokafka's `send` about 50 µs). {two}
 
 Machine: {info['machine']}.
 """
@@ -587,7 +603,7 @@ def main(argv: list[str]) -> None:
                         continue
                     res = measure(variant, run, commands, work, ends, timeout, args.stall)
                     results[variant].append(res)
-                    detail = res.error or (f"{res.rate:,.0f} events/s over {res.seconds:.1f} s "
+                    detail = res.error or (f"{res.rate:,.0f} events/s over {res.seconds:.1f} s, {res.cpu_us:.0f} CPU µs/message "
                                            f"(start-up {res.startup:.1f} s, first status {res.consumed_first:,} messages)")
                     log(f"run {run + 1} {variant}: {detail}; load before {res.load:.2f}; peak RSS {res.peak_mb:.0f} MB; "
                         f"counts {res.counts}")
