@@ -576,8 +576,9 @@ def main(argv: list[str]) -> None:
 
             def worker(group: str, store: str, code: Path | None = None) -> list[str]:
                 # PYTHONPATH comes before the editable install on sys.path: the baseline's package wins.
+                # -P: without it, `-m` puts the working directory (this checkout) first.
                 env = ["env", f"PYTHONPATH={code}"] if code else []
-                return [*env, sys.executable, "-m", "driftline", "worker", "--spec", str(info["spec"]), "--broker", args.broker,
+                return [*env, sys.executable, "-P", "-m", "driftline", "worker", "--spec", str(info["spec"]), "--broker", args.broker,
                         "--group", group, "--topic-prefix", prefix, "--partitions", str(PARTITIONS),
                         "--store", str(work / store), "--status-file"]
 

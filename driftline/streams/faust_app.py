@@ -25,7 +25,10 @@ inputs are checkpointed together, as one unit, into a changelog-backed Faust Tab
 included, or a rebalance) restores the unit and skips what it already holds, so the state is
 exactly what an uninterrupted run would have; the messages after the checkpoint are processed
 again, and everything they emit is idempotent (stored rows have deterministic keys, partials
-and watermarks are replace-or-ignore).
+and watermarks are replace-or-ignore). Before a checkpoint is written, everything its state
+says was emitted is acknowledged by the broker and in the store, including the raw rows the
+sink holds back to write in blocks (``store_batch_rows``); rows still held back at a crash
+belong to messages after the checkpoint.
 
 Why not per-key Table writes with Faust's ``exactly_once``: per-key changelog records are not
 atomic with the input offsets, and Faust's transactional mode is known to lose or repeat
