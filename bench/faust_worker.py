@@ -434,7 +434,9 @@ def section(argv: list[str], info: dict[str, Any], results: dict[str, list[Resul
         baseline = (f" This revision ({info['revision']}) against the baseline ({info['baseline']}) in the same run, "
                     f"runs interleaved: {rate['one']:,.0f} against {rate['baseline']:,.0f} events/s "
                     f"({rate['one'] / rate['baseline']:.2f}x; ranges {_range(results['one'])} and "
-                    f"{_range(results['baseline'])}).")
+                    f"{_range(results['baseline'])}). Workers start with `python -P`: before c2d020d, `-m` put this "
+                    "checkout first on `sys.path` and the baseline ran this revision's code, so comparisons recorded "
+                    "before then compared a revision with itself.")
     failures = "".join(f"\n- {r.variant} run {r.run + 1} failed: {r.error}" for r in failed)
     if failures:
         failures = "\n\nRuns that failed (left out of the medians):" + failures
