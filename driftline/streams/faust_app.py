@@ -258,9 +258,11 @@ class Worker:
         try:
             async with self._busy:
                 if generation != self.app.consumer_generation_id or not self.app.consumer.flow_active:
-                    # A rebalance began while the idle flush held the lock: every partition is
-                    # reopened from its checkpoint (once the checkpoints are recovered) and sought,
-                    # so these records are fetched again.
+                    # A rebalance began while the idle flush held the lock. These partitions are
+                    # reopened from their checkpoints (once those are recovered) and sought, so
+                    # their records are fetched again rather than skipped.
+                    for tp in records:
+                        self.runners.pop(tp.partition, None)
                     return
                 await self._batch(records)
         except Exception:
