@@ -106,8 +106,7 @@ class StoreSink:
     def write_pending(self) -> None:
         """Write the rows held back (a buffering store may still hold them; see :meth:`flush`)."""
         with self._lock:
-            for table in list(self._pending):
-                self._write_table(table)
+            self._write_all()
 
     def flush(self) -> None:
         """Write the rows held back, then wait until the store has everything written so far."""
@@ -129,8 +128,11 @@ class StoreSink:
             if self.pending_since is None:
                 self.pending_since = time.monotonic()
             if self.pending_rows >= self.buffer_rows:
-                for name in list(self._pending):
-                    self._write_table(name)
+                self._write_all()
+
+    def _write_all(self) -> None:
+        for table in list(self._pending):
+            self._write_table(table)
 
     def _write_table(self, table: str) -> None:
         batches = self._pending[table]
