@@ -32,6 +32,7 @@ if __name__ == "__main__" and "--without-crc32c" in sys.argv:
 
 import numpy as np
 import orjson
+from kafka import KafkaAdminClient
 
 from driftline.events import EventDecoder
 from driftline.scorers.sdk import DriftlineProducer
@@ -86,6 +87,11 @@ def one_run(bootstrap: str, features: list[dict[str, float]], events: int) -> tu
     elapsed = time.perf_counter() - start
     stats = producer.stats()
     producer.close(timeout=30)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
     return costs, elapsed, stats
 
 

@@ -92,14 +92,45 @@ def _clickhouse_answers(host: str, port: int) -> str | None:
     return None
 
 
+def _topics(bootstrap: str) -> set[str]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
+def _delete_topics(bootstrap: str, names: set[str]) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60_000)
+    try:
+        admin.delete_topics(sorted(names), raise_errors=False)
+    finally:
+        admin.close()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """The ``host:port`` of a Kafka broker that answers, for ``bootstrap_servers``."""
+    """The ``host:port`` of a Kafka broker that answers, for ``bootstrap_servers``.
+
+    The topics that appear on the broker during the session (the tests', and those Faust and the
+    workers create) are deleted at its end: every run makes hundreds, and a broker that keeps
+    them all takes minutes to start and grows by gigabytes a run. Topics that existed before the
+    session are left alone.
+    """
     host, port = _address("KAFKA", 9092)
     problem = _kafka_answers(host, port)
     if problem is not None:
         _unavailable(f"no Kafka broker answers at {host}:{port} ({problem}); run: bash scripts/kafka.sh start")
-    yield f"{host}:{port}"
+    bootstrap = f"{host}:{port}"
+    before = _topics(bootstrap)
+    yield bootstrap
+    created = _topics(bootstrap) - before
+    if created:
+        _delete_topics(bootstrap, created)
 
 
 @pytest.fixture(scope="session")
