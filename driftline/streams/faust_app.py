@@ -62,7 +62,7 @@ from driftline.streams.batch_producer import BatchProducer
 from driftline.streams.batch_transport import SCHEME, route_batches
 from driftline.streams.join import LabeledRow
 from driftline.streams.partitioned import PartitionRunner, partition_for
-from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Output
+from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, MessageBatch, Output
 from driftline.streams.sinks import StoreSink
 
 logger = logging.getLogger(__name__)
@@ -325,23 +325,24 @@ class Worker:
 
     def _split(
         self, partition: int, runner: PartitionRunner, fetched: list[tuple[str, list[Any]]]
-    ) -> tuple[list[Message], list[bytes]]:
-        """The messages not consumed yet, as pipeline messages and partials payloads."""
-        sources: list[Message] = []
+    ) -> tuple[MessageBatch, list[bytes]]:
+        """The messages not consumed yet, as a pipeline batch and partials payloads."""
+        sources = MessageBatch()
         partials: list[bytes] = []
+        prefix = f"{partition}:"
         for topic, records in fetched:
-            records = records[runner.unseen(topic, [record.offset for record in records]):]
+            offsets = [record.offset for record in records]
+            skip = runner.unseen(topic, offsets)
+            values = [record.value or b"" for record in records[skip:]]
             kind = self.kinds.get(topic)
             if kind is None:
-                partials.extend(record.value or b"" for record in records)
+                partials.extend(values)
             else:
-                sources.extend([
-                    Message(kind, record.value or b"", topic, f"{partition}:{record.offset}") for record in records
-                ])
+                sources.add_run(kind, topic, values, prefix, offsets[skip:])
         return sources, partials
 
     def _compute(
-        self, work: list[tuple[PartitionRunner, list[Message], list[bytes]]]
+        self, work: list[tuple[PartitionRunner, MessageBatch, list[bytes]]]
     ) -> tuple[Output, list[tuple[int, bytes, bytes]]]:
         """Run every partition's share of a batch and store the rows in one write per table.
 

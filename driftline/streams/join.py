@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import compress, repeat
 from typing import Any
 
@@ -159,7 +160,7 @@ class Joiner:
     def add_ground_truth(
         self,
         events: list[GroundTruth],
-        origins: list[Any] | None = None,
+        origins: Sequence[Any] | None = None,
         watermarks: list[int] | None = None,
     ) -> tuple[list[LabeledRow], list[tuple[Any, Rejection]]]:
         """Join labels.

@@ -65,15 +65,17 @@ class Merger:
         self.partitions = partitions
         self.alerts = AlertEngine({} if alert_state is None else alert_state, {m: r.spec for m, r in references.items()})
 
-    def add(
+    def take(
         self,
         partition: int,
         model: str,
         watermarks: tuple[int, int],
         drift_windows: list[DriftWindow],
         perf_windows: list[PerformanceWindow],
-    ) -> Output:
-        """Take one partition's closed partial windows and its (drift, performance) watermarks."""
+    ) -> None:
+        """Hold one partition's partial windows and watermarks; :meth:`settle` emits what they
+        made final. Taking several partials before settling emits one revision of a window's
+        metrics for all of them instead of one per partial."""
         if not 0 <= partition < self.partitions:
             raise ValueError(f"partition must be in [0, {self.partitions}), got {partition}")
         key = ("wm", model, partition)
@@ -95,8 +97,13 @@ class Merger:
             if held is None or window.n_labeled >= held.n_labeled:
                 parts[partition] = window
                 self.state[wkey] = parts
+
+    def settle(self, models: list[str]) -> Output:
+        """The rows of the windows of ``models`` that became final or gained labels, and the
+        alerts they raise."""
         out = Output()
-        self._settle(model, out)
+        for model in models:
+            self._settle(model, out)
         out.alerts, out.retrain_requests = self.alerts.evaluate(out.drift_results, out.window_metrics)
         return out
 
@@ -123,13 +130,14 @@ class Merger:
                 out.drift_results.extend(window_drift_rows(ref, _merged(self.state.pop(key))))
                 self.state[("drift_done", model, version, start)] = True
             elif kind == "perf" and is_closed(start, perf_mark, spec.window_ms, spec.allowed_lateness_ms):
-                window = _merged(self.state[key])
+                parts = self.state[key]
+                n_labeled = sum(part.n_labeled for part in parts.values())
                 revision_key = ("perf_revision", model, version, start)
-                if self.state.get(revision_key) != window.n_labeled:
-                    metrics, target = window_performance_rows(ref, window)
+                if self.state.get(revision_key) != n_labeled:
+                    metrics, target = window_performance_rows(ref, _merged(parts))
                     out.window_metrics.extend(metrics)
                     out.drift_results.extend(target)
-                    self.state[revision_key] = window.n_labeled
+                    self.state[revision_key] = n_labeled
                 if start + spec.window_ms + spec.label_ttl_ms <= perf_mark:
                     del self.state[key]
                     del self.state[revision_key]

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from driftline.reference import ModelReference
 from driftline.streams.merge import Merger
-from driftline.streams.pipeline import Message, Output, Pipeline
+from driftline.streams.pipeline import Message, MessageBatch, Output, Pipeline
 from driftline.streams.processors import DriftWindow, PerformanceWindow
 
 SNAPSHOT_VERSION = 2
@@ -131,7 +131,7 @@ class PartitionRunner:
                 return i
         return len(offsets)
 
-    def process_sources(self, messages: list[Message]) -> tuple[Output, list[Partials]]:
+    def process_sources(self, messages: MessageBatch | list[Message]) -> tuple[Output, list[Partials]]:
         """Run prediction and ground-truth messages; returns the rows to store and the partials
         to send (one per model whose watermark moved or whose windows closed)."""
         out = self.pipeline.process(messages)
@@ -140,12 +140,14 @@ class PartitionRunner:
     def process_partials(self, payloads: list[bytes]) -> Output:
         """Merge partials messages; returns the window metric and drift rows that became final and
         the alerts they raised."""
-        out = Output()
+        models: dict[str, None] = {}
         for payload in payloads:
             partials = Partials.from_bytes(payload)
-            out.extend(self.merger.add(
+            self.merger.take(
                 partials.partition, partials.model, partials.watermarks, partials.drift_windows, partials.perf_windows
-            ))
+            )
+            models[partials.model] = None
+        out = self.merger.settle(list(models))
         counts = self.pipeline.counts
         counts["metric_rows"] += len(out.window_metrics)
         counts["drift_rows"] += len(out.drift_results)

@@ -10,9 +10,11 @@ same output.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter
+from collections.abc import Sequence
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -41,6 +43,83 @@ class Message:
     data: bytes
     source: str
     position: str
+
+
+class MessageBatch:
+    """A batch of raw messages as runs of messages from one source each.
+
+    What :meth:`Pipeline.process` reads: a Kafka fetch arrives as one run of records per topic
+    partition, and building a :class:`Message` for each record (with its position as text) cost
+    a worker about as much as decoding it. A :class:`Message` is built only for the few that
+    need one (dead letters, labels waiting for their prediction).
+
+    Examples
+    --------
+    >>> batch = MessageBatch()
+    >>> batch.add_run(PREDICTION, "preds", [b"{}", b"[]"], "0:", [41, 42])
+    >>> batch.add_run(GROUND_TRUTH, "truth", [b"{}"], "0:", [7])
+    >>> len(batch), batch.is_prediction.tolist()
+    (3, [True, True, False])
+    >>> batch.message(1)
+    Message(kind='prediction', data=b'[]', source='preds', position='0:42')
+    """
+
+    __slots__ = ("data", "_kinds", "_runs", "_starts", "_messages")
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self._kinds: list[np.ndarray] = []
+        self._runs: list[tuple[str, str, str, list[int]]] = []
+        self._starts: list[int] = []
+        self._messages: list[Message] | None = None
+
+    @classmethod
+    def of(cls, messages: Iterable[Message]) -> MessageBatch:
+        """A batch of :class:`Message` objects (kept as they are)."""
+        batch = cls()
+        batch._messages = list(messages)
+        batch.data = list(map(_data, batch._messages))
+        batch._kinds = [np.array(list(map(_kind, batch._messages)), dtype=object) == PREDICTION]
+        return batch
+
+    def add_run(self, kind: str, source: str, data: list[bytes], prefix: str, offsets: list[int]) -> None:
+        """Append messages of one ``kind`` from ``source``; message ``i`` is at position
+        ``prefix`` + ``offsets[i]``."""
+        if self._messages is not None:
+            raise ValueError("a batch made of Message objects takes no runs")
+        self._starts.append(len(self.data))
+        self._runs.append((kind, source, prefix, offsets))
+        self._kinds.append(np.full(len(data), kind == PREDICTION))
+        self.data.extend(data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def is_prediction(self) -> np.ndarray:
+        """Per message, whether it is a prediction (else a ground truth)."""
+        return np.concatenate(self._kinds) if self._kinds else np.zeros(0, dtype=bool)
+
+    def message(self, i: int) -> Message:
+        """Message ``i`` of the batch."""
+        if self._messages is not None:
+            return self._messages[i]
+        run = bisect_right(self._starts, i) - 1
+        kind, source, prefix, offsets = self._runs[run]
+        return Message(kind, self.data[i], source, f"{prefix}{offsets[i - self._starts[run]]}")
+
+
+class _Origins(Sequence[Message]):
+    """The messages at ``at`` of a batch, built when asked for."""
+
+    def __init__(self, batch: MessageBatch, at: list[int]):
+        self.batch, self.at = batch, at
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def __getitem__(self, k: int) -> Message:  # type: ignore[override]
+        return self.batch.message(self.at[k])
 
 
 @dataclass
@@ -143,14 +222,14 @@ class Pipeline:
             ("messages", "predictions", "ground_truth", "labeled", "dead_letters", "metric_rows", "drift_rows", "alerts"), 0
         )
 
-    def process(self, messages: Iterable[Message]) -> Output:
+    def process(self, messages: MessageBatch | Iterable[Message]) -> Output:
         """Run one batch through the pipeline and return what it produced."""
         out = Output()
-        messages = list(messages)
-        self.counts["messages"] += len(messages)
-        is_prediction = np.array(list(map(_kind, messages)), dtype=object) == PREDICTION
+        batch_in = messages if isinstance(messages, MessageBatch) else MessageBatch.of(messages)
+        self.counts["messages"] += len(batch_in)
+        is_prediction = batch_in.is_prediction
         prediction_at, truth_at = np.flatnonzero(is_prediction), np.flatnonzero(~is_prediction).tolist()
-        data = list(map(_data, messages))
+        data = batch_in.data
         batches, rejected = self.predictions.decode(list(compress(data, is_prediction.tolist())))
         failures = [(int(prediction_at[row]), rejection) for row, rejection in rejected]
         truths, decoded, rejected = self.decoder.decode_ground_truths(list(compress(data, (~is_prediction).tolist())))
@@ -158,8 +237,7 @@ class Pipeline:
         truth_at = [truth_at[row] for row in decoded]
         failures.sort(key=lambda failure: failure[0])
         for i, rejection in failures:
-            message = messages[i]
-            out.dead_letters.append(dead_letter(message.source, message.position, message.data, rejection))
+            self._reject(out, batch_in.message(i), rejection)
         label_watermarks = self._label_watermarks(batches, prediction_at, truths, truth_at)
         for batch in sorted(batches.values(), key=lambda b: b.positions[0]):
             origin = prediction_at[batch.positions]
@@ -167,7 +245,7 @@ class Pipeline:
             if late.any():
                 spec = self.references[batch.model].spec
                 for row in np.flatnonzero(late).tolist():
-                    self._reject(out, messages[origin[row]], Rejection(
+                    self._reject(out, batch_in.message(origin[row]), Rejection(
                         "late_event", "ts", f"an event time within allowed_lateness ({spec.allowed_lateness}) of its window end",
                         str(batch.ts[row])))
                 batch, origin = batch.take(~late), origin[~late]
@@ -175,7 +253,7 @@ class Pipeline:
             if duplicates:
                 keep = np.ones(len(batch), dtype=bool)
                 for row, rejection in duplicates:
-                    self._reject(out, messages[origin[row]], rejection)
+                    self._reject(out, batch_in.message(origin[row]), rejection)
                     keep[row] = False
                 batch = batch.take(keep)
             self.drift.add(batch)
@@ -183,11 +261,11 @@ class Pipeline:
             if len(batch):
                 out.predictions.append(batch)
             out.labeled.extend(joined)
-        joined, duplicates = self.joiner.add_ground_truth(truths, [messages[i] for i in truth_at], label_watermarks)
+        joined, duplicates = self.joiner.add_ground_truth(truths, _Origins(batch_in, truth_at), label_watermarks)
         if duplicates:
-            truth_message = {id(event): messages[at] for event, at in zip(truths, truth_at)}
+            truth_at_of = {id(event): at for event, at in zip(truths, truth_at)}
             for event, rejection in duplicates:
-                self._reject(out, truth_message[id(event)], rejection)
+                self._reject(out, batch_in.message(truth_at_of[id(event)]), rejection)
         duplicate_ids = {id(event) for event, _ in duplicates}
         out.ground_truth.extend(e for e in truths if id(e) not in duplicate_ids)
         out.labeled.extend(joined)
