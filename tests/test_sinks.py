@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 
 from driftline.config import load_spec
@@ -75,3 +76,34 @@ def test_buffered_sink_stores_what_a_direct_sink_stores(tmp_path) -> None:
 def test_buffer_rows_is_validated() -> None:
     with pytest.raises(ValueError, match="buffer_rows must be an int >= 0, got -1"):
         StoreSink(None, {}, buffer_rows=-1)  # type: ignore[arg-type]
+
+
+def test_absent_optional_fields_are_stored_as_null_and_empty_maps(tmp_path) -> None:
+    from driftline.config import parse_spec
+    from driftline.events import Prediction
+    from driftline.streams.columns import PredictionColumns
+    from driftline.streams.pipeline import Output
+
+    spec = parse_spec({"model": "m", "task": "multiclass", "classes": ["a", "b", "c"], "reference": {"path": "ref.csv"},
+                       "features": [{"name": "x", "kind": "numeric"}, {"name": "c", "kind": "categorical"}]})
+    full = Prediction(model="m", event_id="full", version="v1", ts=1_767_225_600_000, features={"x": 1.5, "c": "k"},
+                      prediction="a", score=0.75, probabilities={"a": 0.75, "b": 0.25}, explanation={"x": 0.5},
+                      latency_ms=3.0)
+    bare = Prediction(model="m", event_id="bare", version="v1", ts=1_767_225_600_001, features={"x": None}, prediction="b")
+    with open_store(tmp_path / "store", retention_days=None) as store:
+        sink = StoreSink(store, {})
+        sink._feature_names["m"] = (spec.numeric_features, spec.categorical_features)
+        # One batch mixes present and absent values; in the other every value is absent.
+        for events in ([full, bare], [msgspec.structs.replace(bare, event_id="only-bare")]):
+            out = Output()
+            out.predictions.append(PredictionColumns.from_events(spec, events))
+            sink.write(out)
+        got = {r["event_id"]: r for r in rows(store, "predictions")}
+    assert got["full"]["score"] == 0.75 and got["full"]["latency_ms"] == 3.0
+    assert dict(got["full"]["probabilities"]) == {"a": 0.75, "b": 0.25} and dict(got["full"]["explanation"]) == {"x": 0.5}
+    assert dict(got["full"]["features"]) == {"x": 1.5} and dict(got["full"]["cat_features"]) == {"c": "k"}
+    for event_id in ("bare", "only-bare"):
+        row = got[event_id]
+        assert row["score"] is None and row["latency_ms"] is None, event_id
+        assert not row["probabilities"] and not row["explanation"] and not row["features"], event_id
+        assert row["model"] == "m" and row["schema_version"] == 1 and row["prediction"] == "b", event_id

@@ -19,12 +19,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from driftline.events import SCHEMA_VERSION
 from driftline.reference import ModelReference, category
 from driftline.storage import Store, to_arrow_batch
-from driftline.storage.schema import COLUMNS
+from driftline.storage.schema import COLUMNS, TABLES
 from driftline.streams.pipeline import Output
 from driftline.streams.columns import PredictionColumns
 
@@ -54,10 +55,15 @@ def _texts(values: Sequence[Any]) -> list[str]:
     return out
 
 
-def _maps(values: list[dict[str, float] | None]) -> list[dict[str, float]]:
-    """Map-column values: ``None`` stored as an empty map."""
+_MAP_TYPE = TABLES["predictions"].by_name["probabilities"].arrow_type
+_NO_ENTRIES = (pa.array([], _MAP_TYPE.key_type), pa.array([], _MAP_TYPE.item_type))
+
+
+def _maps(values: list[dict[str, float] | None]) -> list[dict[str, float]] | pa.Array:
+    """Map-column values: ``None`` stored as an empty map (a column of only those is built
+    without a loop over the rows)."""
     if values.count(None) == len(values):
-        return [{}] * len(values)
+        return pa.MapArray.from_arrays(pa.array(np.zeros(len(values) + 1, dtype=np.int32)), *_NO_ENTRIES)
     return [value or {} for value in values]
 
 
@@ -203,7 +209,7 @@ class StoreSink:
         n = len(batch)
         return {
             "event_id": batch.event_id,
-            "model": [batch.model] * n,
+            "model": pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), [batch.model]),
             "version": batch.version,
             "ts": batch.ts,
             "role": batch.role,
@@ -212,12 +218,12 @@ class StoreSink:
             "cat_features.keys": categorical,
             "cat_features.values": batch.categorical,
             "prediction": _texts(batch.prediction.tolist()),
-            "score": PredictionColumns.optional(batch.score),
+            "score": batch.score,
             "probabilities": _maps(batch.probabilities),
             "action": batch.action,
             "explanation": _maps(batch.explanation),
             "host": batch.host,
-            "latency_ms": PredictionColumns.optional(batch.latency_ms),
+            "latency_ms": batch.latency_ms,
             "entity_id": batch.entity_id,
-            "schema_version": [SCHEMA_VERSION] * n,
+            "schema_version": np.full(n, SCHEMA_VERSION, dtype=np.uint16),
         }
