@@ -23,9 +23,10 @@ import numpy as np
 import pyarrow as pa
 
 from driftline.events import SCHEMA_VERSION
-from driftline.reference import ModelReference, category
+from driftline.reference import ModelReference
 from driftline.storage import Store, to_arrow_batch
 from driftline.storage.schema import COLUMNS, TABLES
+from driftline.streams.join import LabeledRow
 from driftline.streams.pipeline import Output
 from driftline.streams.columns import PredictionColumns
 
@@ -43,14 +44,22 @@ def _text(value: Any) -> str:
 
 def _texts(values: Sequence[Any]) -> list[str]:
     """:func:`_text` of every value, converting each distinct value once (labels and classes
-    repeat; ``True`` and ``1`` are told apart by type)."""
-    memo: dict[tuple[type, Any], str] = {}
+    repeat). ``True`` and ``1`` are equal as dict keys, so values of mixed types are told apart
+    by their type too.
+
+    >>> _texts([1, 0, 1]), _texts([True, 1, 1.0, "a"])
+    (['1', '0', '1'], ['true', '1', '1.0', 'a'])
+    """
+    if len(set(map(type, values))) <= 1:
+        memo = {value: _text(value) for value in set(values)}
+        return list(map(memo.__getitem__, values))
+    texts: dict[tuple[type, Any], str] = {}
     out = []
     for value in values:
         key = (type(value), value)
-        text = memo.get(key)
+        text = texts.get(key)
         if text is None:
-            text = memo[key] = _text(value)
+            text = texts[key] = _text(value)
         out.append(text)
     return out
 
@@ -101,6 +110,7 @@ class StoreSink:
         self.store = store
         self.references = references
         self.buffer_rows = buffer_rows
+        self._segments = {model: list(ref.spec.segments) for model, ref in references.items()}
         self._feature_names = {
             model: (ref.spec.numeric_features, ref.spec.categorical_features) for model, ref in references.items()
         }
@@ -163,23 +173,7 @@ class StoreSink:
                 "schema_version": [e.schema_version for e in out.ground_truth],
             })
         if out.labeled:
-            segments = {m: r.spec.segments for m, r in self.references.items()}
-            self._raw("labeled", {
-                "event_id": [r.event_id for r in out.labeled],
-                "model": [r.model for r in out.labeled],
-                "version": [r.version for r in out.labeled],
-                "role": [r.role for r in out.labeled],
-                "segment": [
-                    {k: category(v) for k, v in zip(segments[r.model], r.segment_values) if v is not None}
-                    for r in out.labeled
-                ],
-                "prediction_ts": [r.prediction_ts for r in out.labeled],
-                "label_ts": [r.label_ts for r in out.labeled],
-                "delay_ms": [r.delay_ms for r in out.labeled],
-                "prediction": _texts([r.prediction for r in out.labeled]),
-                "score": [r.score for r in out.labeled],
-                "label": _texts([r.label for r in out.labeled]),
-            })
+            self._raw("labeled", self._labeled(out.labeled))
         if out.window_metrics:
             self.store.insert("window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
         if out.drift_results:
@@ -203,6 +197,36 @@ class StoreSink:
                 }
                 for row in out.dead_letters
             ]))
+
+    def _labeled(self, rows: list[LabeledRow]) -> dict[str, Any]:
+        models = [r.model for r in rows]
+        prediction_ts = np.fromiter((r.prediction_ts for r in rows), dtype=np.int64, count=len(rows))
+        label_ts = np.fromiter((r.label_ts for r in rows), dtype=np.int64, count=len(rows))
+        columns: dict[str, Any] = {
+            "event_id": [r.event_id for r in rows],
+            "model": models,
+            "version": [r.version for r in rows],
+            "role": [r.role for r in rows],
+            "prediction_ts": prediction_ts,
+            "label_ts": label_ts,
+            "delay_ms": label_ts - prediction_ts,
+            "prediction": _texts([r.prediction for r in rows]),
+            "score": np.array([r.score for r in rows], dtype=np.float64),
+            "label": _texts([r.label for r in rows]),
+        }
+        segments = self._segments
+        if models.count(models[0]) == len(models):
+            # Segment values are category texts already (None: missing, stored as an absent key).
+            names = segments[models[0]]
+            values = np.empty((len(rows), len(names)), dtype=object)
+            if names:
+                values[:] = [r.segment_values[:len(names)] for r in rows]
+            columns["segment.keys"], columns["segment.values"] = names, values
+        else:
+            columns["segment"] = [
+                {k: v for k, v in zip(segments[r.model], r.segment_values) if v is not None} for r in rows
+            ]
+        return columns
 
     def _predictions(self, batch: PredictionColumns) -> dict[str, Any]:
         numeric, categorical = self._feature_names[batch.model]
