@@ -253,6 +253,7 @@ def join_state_mb(tables: dict[str, Any]) -> float:
 def memory_child(n_predictions: int, label_ttl: str, feed: bool) -> dict[str, Any]:
     reference = make_reference(make_spec(label_ttl))
     pipe = pipeline(reference)
+    settle()
     base_rss, base_peak, base_ru = _rss_mb(), _peak_mb(), _ru_maxrss_mb()
     reset = _reset_peak()
     checkpoints = []
@@ -324,11 +325,25 @@ def _revision() -> str:
     return head.stdout.strip() + (" (driftline/ modified)" if dirty.stdout.strip() else "")
 
 
-def timed_child(n_predictions: int, days: int) -> dict[str, Any]:
+def settle(cpython_gc: bool = False) -> str:
+    """Give the timed runs the heap settings the runtime runs with: ``driftline replay`` and
+    ``demo`` call ``settle_heap`` once set up (revisions before it ran with CPython's)."""
+    try:
+        from driftline.streams.gc_policy import settle_heap
+    except ImportError:
+        return "CPython's (this revision has no settle_heap)"
+    if cpython_gc:
+        return "CPython's (--cpython-gc)"
+    settle_heap()
+    return "settle_heap (start-up objects frozen, young threshold raised)"
+
+
+def timed_child(n_predictions: int, days: int, cpython_gc: bool) -> dict[str, Any]:
     """One timed run in a fresh process, on whichever driftline ``PYTHONPATH`` selects."""
     reference = make_reference(make_spec())
     batches = list(stream(n_predictions, days * DAY_MS))
     run_once(reference, [batches[0][:1_000]])
+    settle(cpython_gc)
     elapsed, counts = run_once(reference, batches)
     return {"revision": _revision(), "seconds": elapsed, "events": counts["predictions"] + counts["ground_truth"]}
 
@@ -339,27 +354,30 @@ def side_by_side(baseline: str, runs: int, n_predictions: int, days: int) -> Non
     Both run this script's harness; only the imported ``driftline`` differs (``PYTHONPATH``
     comes before the editable install on ``sys.path``).
     """
-    rates: dict[str, list[float]] = {"this": [], "baseline": []}
+    variants = {"this": [], "this, --cpython-gc": ["--cpython-gc"], "baseline": []}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
     revisions = {}
     for run in range(runs):
-        for name in ("this", "baseline"):
+        for name, extra in variants.items():
             env = dict(os.environ)
             if name == "baseline":
                 env["PYTHONPATH"] = os.path.abspath(baseline)
             else:
                 env.pop("PYTHONPATH", None)
             out = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--timed-child", "--predictions", str(n_predictions), "--days", str(days)],
+                [sys.executable, os.path.abspath(__file__), "--timed-child", "--predictions", str(n_predictions),
+                 "--days", str(days), *extra],
                 env=env, capture_output=True, text=True, check=True,
             )
             result = json.loads(out.stdout.strip().splitlines()[-1])
             revisions[name] = result["revision"]
             rates[name].append(result["events"] / result["seconds"])
             print(f"side by side run {run + 1}, {name} ({result['revision']}): {rates[name][-1]:,.0f} events/s; load {os.getloadavg()[0]:.2f}")
-    this, base = statistics.median(rates["this"]), statistics.median(rates["baseline"])
-    print(f"side by side medians: this {revisions['this']} {this:,.0f} events/s "
-          f"({min(rates['this']):,.0f}-{max(rates['this']):,.0f}), baseline {revisions['baseline']} {base:,.0f} events/s "
-          f"({min(rates['baseline']):,.0f}-{max(rates['baseline']):,.0f}); ratio {this / base:.2f}x")
+    base = statistics.median(rates["baseline"])
+    for name, got in rates.items():
+        median = statistics.median(got)
+        print(f"side by side median, {name} ({revisions[name]}): {median:,.0f} events/s ({min(got):,.0f}-{max(got):,.0f}); "
+              f"ratio to baseline {median / base:.2f}x")
 
 
 def main() -> None:
@@ -375,6 +393,8 @@ def main() -> None:
     parser.add_argument("--label-ttl", default="30d", help=argparse.SUPPRESS)
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--timed-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cpython-gc", action="store_true",
+                        help="time with CPython's garbage-collector settings instead of the runtime's settle_heap")
     parser.add_argument("--baseline", help="a checkout of another revision: also time its driftline, runs interleaved")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
@@ -382,7 +402,7 @@ def main() -> None:
         print(json.dumps(memory_child(args.memory_child, args.label_ttl, not args.generate_only)))
         return
     if args.timed_child:
-        print(json.dumps(timed_child(args.predictions, args.days)))
+        print(json.dumps(timed_child(args.predictions, args.days, args.cpython_gc)))
         return
 
     print(f"CPU: {cpu_model()}; nproc {os.cpu_count()}; pinned to CPU {sorted(os.sched_getaffinity(0))}")
@@ -400,6 +420,7 @@ def main() -> None:
 
     # Untimed: loads (or, on a fresh checkout, compiles) the numba kernels, as a worker's first batch does.
     run_once(reference, [batches[0][:1_000]])
+    print(f"garbage collector: {settle(args.cpython_gc)}")
     seconds = []
     for run in range(args.runs):
         elapsed, counts = run_once(reference, batches)

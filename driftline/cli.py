@@ -21,6 +21,7 @@ from driftline.reference import ModelReference, load_reference
 from driftline.storage import StoreError, format_result, masked_url, open_store
 from driftline.storage.schema import MAX_RETENTION_DAYS
 from driftline.streams.embedded import EmbeddedRunner, RunSummary
+from driftline.streams.gc_policy import settle_heap
 from driftline.streams.pipeline import Message, Output
 from driftline.streams.sources import merged
 
@@ -158,6 +159,7 @@ def _run(runner_args: dict, messages: Iterator[Message], total: int | None, cons
             progress.advance(task, consumed)
 
         runner = EmbeddedRunner(**runner_args, on_output=on_output)
+        settle_heap()
         summary = runner.run(messages)
         reporter.finish()
         return summary

@@ -60,6 +60,7 @@ from driftline.reference import ModelReference
 from driftline.storage import Store
 from driftline.streams.batch_producer import BatchProducer
 from driftline.streams.batch_transport import SCHEME, route_batches
+from driftline.streams.gc_policy import settle_heap
 from driftline.streams.join import LabeledRow
 from driftline.streams.partitioned import PartitionRunner, partition_for
 from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, MessageBatch, Output
@@ -245,7 +246,9 @@ class Worker:
         self.app.on_before_shutdown.connect(self._on_shutdown)
 
     def run(self) -> None:
-        """Start the worker (Faust handles signals; SIGTERM stops it)."""
+        """Start the worker (Faust handles signals; SIGTERM stops it). Settles the process's
+        heap first (:func:`~driftline.streams.gc_policy.settle_heap`): the worker owns it."""
+        settle_heap()
         _ServiceWorker(self.app, loglevel="WARNING", quiet=True).execute_from_commandline()
 
     def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -270,7 +273,9 @@ class Worker:
 
     async def _flush_idle(self) -> None:
         since = self.sink.pending_since
-        if since is None or time.monotonic() - since < self.settings.store_flush_interval:
+        if since is None or time.monotonic() - since < self.settings.store_flush_interval or self._busy.locked():
+            # Not idle: the batch holding the lock writes them (waiting for it would only make
+            # Faust warn that the timer overran).
             return
         try:
             async with self._busy:
