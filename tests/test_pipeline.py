@@ -9,7 +9,7 @@ import pytest
 
 from driftline.config import parse_spec
 from driftline.reference import load_reference
-from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Pipeline
+from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, MessageBatch, Pipeline
 
 DAY = 86_400_000
 T0 = 1_767_571_200_000  # 2026-01-05, a window boundary
@@ -303,3 +303,32 @@ def test_join_watermark_is_per_model():
                         Message(GROUND_TRUTH, orjson.dumps({"event_id": "x", "model": "b", "ts": T0 + 1, "label": 1}), "t", "b2")])
     assert [r.event_id for r in out.labeled] == ["x"]
     assert out.dead_letters == []
+
+
+def test_a_batch_of_runs_gives_what_its_messages_give():
+    """What the Faust worker hands over (one run of records per topic) and the same messages one
+    by one produce the same rows, dead letters (with their positions) and orphan origins."""
+    predictions = [prediction(1, T0), prediction(1, T0 + 1), Message(PREDICTION, b"{oops", "", ""), prediction(2, T0 + 2)]
+    labels = [label(1, T0 + 5), label(1, T0 + 6), label(9, T0 + 7), Message(GROUND_TRUTH, b"[]", "", "")]
+    runs = [("preds", "3:", [100, 101, 102, 103], predictions), ("truth", "3:", [7, 8, 9, 10], labels)]
+    messages = [
+        Message(m.kind, m.data, topic, f"{prefix}{offset}")
+        for topic, prefix, offsets, batch in runs for offset, m in zip(offsets, batch)
+    ]
+    batch = MessageBatch()
+    for topic, prefix, offsets, run in runs:
+        batch.add_run(run[0].kind, topic, [m.data for m in run], prefix, offsets)
+    outs = []
+    for given in (messages, batch):
+        pipe = Pipeline({"m": load_reference(make_spec(), reference_frame())}, now_ms=lambda: T0 + 365 * DAY)
+        out = pipe.process(given)
+        out.extend(pipe.finish())
+        outs.append(out)
+    by_messages, by_runs = outs
+    assert [(d["code"], d["source"], d["position"]) for d in by_runs.dead_letters] == [
+        ("invalid_json", "preds", "3:102"), ("wrong_type", "truth", "3:10"), ("duplicate_event_id", "preds", "3:101"),
+        ("duplicate_label", "truth", "3:8"), ("orphan_label", "truth", "3:9"),
+    ]
+    assert by_runs.dead_letters == by_messages.dead_letters
+    assert by_runs.labeled == by_messages.labeled and len(by_runs.labeled) == 1
+    assert by_runs.window_metrics == by_messages.window_metrics and by_runs.window_metrics

@@ -4,8 +4,9 @@ CPython's cyclic collector runs a young collection every 700 new container objec
 few of those the older generations too, each time walking every tracked object they hold. A
 stream processor makes many short-lived containers per event (rows, tuples, lists of a batch's
 columns) and keeps a large, stable heap of start-up objects (Faust, aiokafka, scipy, pandas,
-the references). Measured on the Faust worker and the embedded pipeline, collections took about
-a sixth of the processing time, mostly walking start-up objects that can never become garbage.
+the references). In a Faust worker draining a backlog, collections took about a tenth of the
+process's CPU time, mostly walking start-up objects that can never become garbage; see
+docs/benchmarks.md for what these settings changed.
 
 :func:`settle_heap` is what ``driftline worker``, ``replay`` and ``demo`` call once they are set
 up: it moves everything alive to the permanent generation (:func:`gc.freeze`), which later
