@@ -143,6 +143,8 @@ class Reporter:
 
 
 def _run(runner_args: dict, messages: Iterator[Message], total: int | None, console: Console) -> RunSummary:
+    """Run the embedded pipeline with a progress bar; settles this process's heap first
+    (:func:`~driftline.streams.gc_policy.settle_heap`), as a command that owns the process."""
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

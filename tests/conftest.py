@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import pytest
@@ -92,22 +93,19 @@ def _clickhouse_answers(host: str, port: int) -> str | None:
     return None
 
 
-def _topics(bootstrap: str) -> set[str]:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    try:
-        return set(admin.list_topics())
-    finally:
-        admin.close()
+# Every Kafka topic and consumer group a test session makes carries this token (through
+# ``kafka_name``), so the session deletes its own topics at its end and nobody else's.
+SESSION_TOKEN = f"pt{uuid.uuid4().hex[:6]}"
 
 
-def _delete_topics(bootstrap: str, names: set[str]) -> None:
+def _delete_session_topics(bootstrap: str) -> None:
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60_000)
     try:
-        admin.delete_topics(sorted(names), raise_errors=False)
+        mine = [topic for topic in admin.list_topics() if SESSION_TOKEN in topic]
+        if mine:
+            admin.delete_topics(mine)
     finally:
         admin.close()
 
@@ -116,21 +114,23 @@ def _delete_topics(bootstrap: str, names: set[str]) -> None:
 def kafka_bootstrap() -> Iterator[str]:
     """The ``host:port`` of a Kafka broker that answers, for ``bootstrap_servers``.
 
-    The topics that appear on the broker during the session (the tests', and those Faust and the
-    workers create) are deleted at its end: every run makes hundreds, and a broker that keeps
-    them all takes minutes to start and grows by gigabytes a run. Topics that existed before the
-    session are left alone.
+    At the end of the session, the topics named with :func:`kafka_name` (the tests', and those
+    Faust and the workers derive from such a group or prefix) are deleted: every run makes
+    hundreds, and a broker that keeps them all takes minutes to start and grows by gigabytes a run.
     """
     host, port = _address("KAFKA", 9092)
     problem = _kafka_answers(host, port)
     if problem is not None:
         _unavailable(f"no Kafka broker answers at {host}:{port} ({problem}); run: bash scripts/kafka.sh start")
     bootstrap = f"{host}:{port}"
-    before = _topics(bootstrap)
     yield bootstrap
-    created = _topics(bootstrap) - before
-    if created:
-        _delete_topics(bootstrap, created)
+    _delete_session_topics(bootstrap)
+
+
+@pytest.fixture(scope="session")
+def kafka_name() -> Callable[[str], str]:
+    """A function making a new topic, prefix or group name from a stem, marked as this session's."""
+    return lambda stem: f"{stem}-{SESSION_TOKEN}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")

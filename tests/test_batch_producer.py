@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -21,8 +20,8 @@ def test_batch_bytes_is_validated() -> None:
 
 
 @pytest.mark.kafka
-def test_records_arrive_once_in_order_on_the_default_partition(kafka_bootstrap: str) -> None:
-    topic = f"batch-producer-{uuid.uuid4().hex[:10]}"
+def test_records_arrive_once_in_order_on_the_default_partition(kafka_bootstrap: str, kafka_name) -> None:
+    topic = kafka_name("batch-producer")
     ensure_topics(kafka_bootstrap, [topic], PARTITIONS)
     keys = [f"model-{i}".encode() for i in range(7)]
     # Small batches, and records bigger than a batch, so that records of one key span many batches.

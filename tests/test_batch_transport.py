@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -53,8 +52,8 @@ APP = textwrap.dedent("""
 
 
 @pytest.mark.kafka
-def test_every_record_once_in_order_and_a_handlers_seek_is_kept(kafka_bootstrap: str, tmp_path: Path) -> None:
-    topic = f"batch-transport-{uuid.uuid4().hex[:10]}"
+def test_every_record_once_in_order_and_a_handlers_seek_is_kept(kafka_bootstrap: str, tmp_path: Path, kafka_name) -> None:
+    topic = kafka_name("batch-transport")
     ensure_topics(kafka_bootstrap, [topic], PARTITIONS)
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
     for partition in range(PARTITIONS):

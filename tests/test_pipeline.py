@@ -332,3 +332,10 @@ def test_a_batch_of_runs_gives_what_its_messages_give():
     assert by_runs.dead_letters == by_messages.dead_letters
     assert by_runs.labeled == by_messages.labeled and len(by_runs.labeled) == 1
     assert by_runs.window_metrics == by_messages.window_metrics and by_runs.window_metrics
+
+
+def test_a_run_needs_one_offset_per_message():
+    with pytest.raises(ValueError, match="data and offsets must have the same length, got 2 and 1"):
+        MessageBatch().add_run(PREDICTION, "preds", [b"{}", b"{}"], "0:", [5])
+    with pytest.raises(ValueError, match="a batch made of Message objects takes no runs"):
+        MessageBatch.of([prediction(1, T0)]).add_run(PREDICTION, "preds", [], "0:", [])

@@ -554,9 +554,9 @@ def consume(bootstrap: str, topics: list[str], expected: int, timeout: float = 4
 
 
 @pytest.mark.kafka
-def test_ten_thousand_events_reach_the_broker_exactly_once(kafka_bootstrap: str) -> None:
-    run = uuid.uuid4().hex[:12]
-    topics = (f"sdk-test-{run}.predictions", f"sdk-test-{run}.ground_truth")
+def test_ten_thousand_events_reach_the_broker_exactly_once(kafka_bootstrap: str, kafka_name) -> None:
+    run = kafka_name("sdk-test")
+    topics = (f"{run}.predictions", f"{run}.ground_truth")
     errors, delivered = Errors(), []
     producer = DriftlineProducer(
         kafka_bootstrap,
@@ -598,8 +598,8 @@ def test_ten_thousand_events_reach_the_broker_exactly_once(kafka_bootstrap: str)
 
 
 @pytest.mark.kafka
-def test_compressed_events_arrive(kafka_bootstrap: str) -> None:
-    topic = f"sdk-test-{uuid.uuid4().hex[:12]}.gzip"
+def test_compressed_events_arrive(kafka_bootstrap: str, kafka_name) -> None:
+    topic = f"{kafka_name('sdk-test')}.gzip"
     with DriftlineProducer(kafka_bootstrap, predictions_topic=topic, compression_type="gzip", acks=1) as producer:
         ids = [producer.log_prediction(**prediction()) for _ in range(200)]
         producer.flush(timeout=60)
@@ -610,8 +610,8 @@ def test_compressed_events_arrive(kafka_bootstrap: str) -> None:
 
 
 @pytest.mark.kafka
-def test_events_refused_by_the_sender_never_reach_the_broker(kafka_bootstrap: str) -> None:
-    topic = f"sdk-test-{uuid.uuid4().hex[:12]}.invalid"
+def test_events_refused_by_the_sender_never_reach_the_broker(kafka_bootstrap: str, kafka_name) -> None:
+    topic = f"{kafka_name('sdk-test')}.invalid"
     errors = Errors()
     with DriftlineProducer(kafka_bootstrap, predictions_topic=topic, on_error=errors) as producer:
         valid, invalid = [], []

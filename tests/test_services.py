@@ -35,11 +35,11 @@ def _consume(consumer, n_expected: int) -> list[tuple[str, str, int]]:
 
 
 @pytest.mark.kafka
-def test_kafka_keyed_round_trip_through_four_partitions(kafka_bootstrap):
+def test_kafka_keyed_round_trip_through_four_partitions(kafka_bootstrap, kafka_name):
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import NewTopic
 
-    topic = f"driftline.smoke.{uuid.uuid4().hex[:12]}"
+    topic = kafka_name("driftline.smoke")
     expected = {(f"event-{i}", f"payload-{i}") for i in range(N_MESSAGES)}
     partitions = [TopicPartition(topic, p) for p in range(N_PARTITIONS)]
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="driftline-smoke", request_timeout_ms=10_000)

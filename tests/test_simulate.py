@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,16 @@ def scenario_events(scenario: CreditScenario) -> list[tuple[int, str, dict[str, 
     return list(scenario.events())
 
 
-def topic_pair() -> tuple[str, str]:
-    run = uuid.uuid4().hex[:12]
-    return f"sim-test-{run}.predictions", f"sim-test-{run}.ground_truth"
+TopicPair = Callable[[], tuple[str, str]]
+
+
+@pytest.fixture
+def topic_pair(kafka_name: Callable[[str], str]) -> TopicPair:
+    """Makes a new (predictions, ground truth) pair of topic names."""
+    def make() -> tuple[str, str]:
+        run = kafka_name("sim-test")
+        return f"{run}.predictions", f"{run}.ground_truth"
+    return make
 
 
 def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
@@ -174,7 +181,7 @@ def test_ensure_topics_validates(kwargs: dict, message: str) -> None:
 
 
 @pytest.mark.kafka
-def test_topics_are_created_with_the_partition_count(kafka_bootstrap: str) -> None:
+def test_topics_are_created_with_the_partition_count(kafka_bootstrap: str, topic_pair: TopicPair) -> None:
     topics = list(topic_pair())
     assert ensure_topics(kafka_bootstrap, topics, 3) == {topics[0]: True, topics[1]: True}
     assert partition_counts(kafka_bootstrap, topics) == {topics[0]: 3, topics[1]: 3}
@@ -195,7 +202,7 @@ def topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]
 
 
 @pytest.mark.kafka
-def test_topics_are_created_with_their_configs(kafka_bootstrap: str) -> None:
+def test_topics_are_created_with_their_configs(kafka_bootstrap: str, topic_pair: TopicPair) -> None:
     compacted, large = topic_pair()
     ensure_topics(kafka_bootstrap, [compacted, large], 2, compacted=[compacted],
                   configs={large: {"max.message.bytes": str(64 * 1024 * 1024)}})
@@ -205,7 +212,7 @@ def test_topics_are_created_with_their_configs(kafka_bootstrap: str) -> None:
 
 
 @pytest.mark.kafka
-def test_existing_topics_get_the_configs_asked_for(kafka_bootstrap: str) -> None:
+def test_existing_topics_get_the_configs_asked_for(kafka_bootstrap: str, topic_pair: TopicPair) -> None:
     old, _ = topic_pair()
     ensure_topics(kafka_bootstrap, [old], 2)
     assert ensure_topics(kafka_bootstrap, [old], 2, configs={old: {"max.message.bytes": "5000000"}}) == {old: False}
@@ -213,7 +220,7 @@ def test_existing_topics_get_the_configs_asked_for(kafka_bootstrap: str) -> None
 
 
 @pytest.mark.kafka
-def test_a_topic_with_another_partition_count_is_an_error_naming_it(kafka_bootstrap: str) -> None:
+def test_a_topic_with_another_partition_count_is_an_error_naming_it(kafka_bootstrap: str, topic_pair: TopicPair) -> None:
     predictions, ground_truth = topic_pair()
     ensure_topics(kafka_bootstrap, [ground_truth], 2)
     with pytest.raises(KafkaSetupError, match=rf"topic '{ground_truth}' has 2 partitions, expected 4: .*co-partitioned"):
@@ -226,7 +233,7 @@ def test_a_topic_with_another_partition_count_is_an_error_naming_it(kafka_bootst
 
 @pytest.mark.kafka
 def test_every_event_arrives_exactly_once_and_co_partitioned(
-    kafka_bootstrap: str, scenario: CreditScenario, scenario_events: list
+    kafka_bootstrap: str, scenario: CreditScenario, scenario_events: list, topic_pair: TopicPair
 ) -> None:
     predictions, ground_truth = topic_pair()
     ensure_topics(kafka_bootstrap, [predictions, ground_truth], 4)
@@ -261,7 +268,7 @@ def test_every_event_arrives_exactly_once_and_co_partitioned(
 
 
 @pytest.mark.kafka
-def test_publishing_honours_the_rate(kafka_bootstrap: str, scenario: CreditScenario) -> None:
+def test_publishing_honours_the_rate(kafka_bootstrap: str, scenario: CreditScenario, topic_pair: TopicPair) -> None:
     predictions, ground_truth = topic_pair()
     ensure_topics(kafka_bootstrap, [predictions, ground_truth], 1)
     with DriftlineProducer(kafka_bootstrap, predictions_topic=predictions, ground_truth_topic=ground_truth,
@@ -294,7 +301,7 @@ def test_cli_validates_its_options() -> None:
 
 
 @pytest.mark.kafka
-def test_cli_refuses_topics_that_are_not_co_partitioned(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_cli_refuses_topics_that_are_not_co_partitioned(kafka_bootstrap: str, tmp_path: Path, topic_pair: TopicPair) -> None:
     predictions, ground_truth = topic_pair()
     ensure_topics(kafka_bootstrap, [predictions], 3)
     result = CliRunner().invoke(main, [
@@ -307,7 +314,7 @@ def test_cli_refuses_topics_that_are_not_co_partitioned(kafka_bootstrap: str, tm
 
 
 @pytest.mark.kafka
-def test_cli_writes_the_spec_and_publishes_the_scenario(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_cli_writes_the_spec_and_publishes_the_scenario(kafka_bootstrap: str, tmp_path: Path, topic_pair: TopicPair) -> None:
     predictions, ground_truth = topic_pair()
     out = tmp_path / "sim"
     result = CliRunner().invoke(main, [
@@ -333,7 +340,7 @@ def test_cli_writes_the_spec_and_publishes_the_scenario(kafka_bootstrap: str, tm
 @pytest.mark.kafka
 def test_cli_exits_non_zero_when_deliveries_fail(
     kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+, topic_pair: TopicPair) -> None:
     """Every record is larger than the client allows: kafka-python refuses each send."""
     from driftline.scorers import sdk
 

@@ -107,3 +107,59 @@ def test_absent_optional_fields_are_stored_as_null_and_empty_maps(tmp_path) -> N
         assert row["score"] is None and row["latency_ms"] is None, event_id
         assert not row["probabilities"] and not row["explanation"] and not row["features"], event_id
         assert row["model"] == "m" and row["schema_version"] == 1 and row["prediction"] == "b", event_id
+
+
+def test_joined_rows_of_several_models_are_stored_with_their_segments(tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from driftline.config import parse_spec
+    from driftline.streams.join import LabeledRow
+    from driftline.streams.pipeline import Output
+
+    def spec(model: str, segments: list[str], protected: str | None):
+        return parse_spec({
+            "model": model, "task": "binary", "reference": {"path": "ref.csv"}, "segments": segments,
+            **({"protected_attribute": protected} if protected else {}),
+            "features": [{"name": "x", "kind": "numeric"}, {"name": "color", "kind": "categorical"},
+                         {"name": "group", "kind": "categorical"}],
+        })
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "color": rng.choice(["red", "blue"], 200),
+                          "group": rng.choice(["a", "b"], 200), "score": rng.random(200)})
+    frame["prediction"] = (frame.score > 0.5).astype(int)
+    frame["label"] = (rng.random(200) > 0.5).astype(int)
+    references = {
+        "m1": load_reference(spec("m1", ["color"], "group"), frame),
+        "m2": load_reference(spec("m2", [], None), frame),
+    }
+    t = 1_767_225_600_000
+    rows = [
+        LabeledRow("a", "m1", "v1", "champion", ("red", "a"), t, t + 5, 1, 0.75, None, 0, "crm"),
+        LabeledRow("b", "m2", "v2", "challenger", (), t, t + 7, 0, None, None, 1, ""),
+        LabeledRow("c", "m1", "v1", "champion", (None, "b"), t + 1, t + 9, True, None, None, True, ""),
+        # Restored from a checkpoint written when m1 had no segments yet.
+        LabeledRow("d", "m1", "v1", "champion", (), t + 2, t + 3, 0, 0.25, None, 1, ""),
+    ]
+    with open_store(tmp_path / "store", retention_days=None) as store:
+        sink = StoreSink(store, references, buffer_rows=1_000)
+        for batch in (rows, rows[:1], rows[1:2]):
+            out = Output()
+            out.labeled.extend(batch)
+            sink.write(out)
+        # Every model's block has the same Arrow types, so nothing was written before the flush.
+        assert count(store, "labeled") == 0 and sink.pending_rows == 6
+        sink.flush()
+        got = {r["event_id"]: r for r in rows_of(store)}
+    assert {k: (dict(r["segment"]), r["model"], r["version"], r["role"], r["prediction"], r["label"], r["score"],
+                r["delay_ms"]) for k, r in got.items()} == {
+        "a": ({"color": "red"}, "m1", "v1", "champion", "1", "0", 0.75, 5),
+        "b": ({}, "m2", "v2", "challenger", "0", "1", None, 7),
+        "c": ({}, "m1", "v1", "champion", "true", "true", None, 8),
+        "d": ({}, "m1", "v1", "champion", "0", "1", 0.25, 1),
+    }
+
+
+def rows_of(store: Store) -> list[dict]:
+    return store.query(f"SELECT * FROM {store.database}.labeled FINAL").to_pylist()

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,8 +244,7 @@ def expected(replay: Path, worker_stores: list[Path]) -> tuple[dict, dict, dict,
     return metrics, want_metrics, drift, want_drift
 
 
-def run_workers(tmp: Path, published: Published, bootstrap: str, n_workers: int) -> list[WorkerProcess]:
-    group = f"g-{uuid.uuid4().hex[:8]}"
+def run_workers(tmp: Path, published: Published, bootstrap: str, n_workers: int, group: str) -> list[WorkerProcess]:
     workers = [WorkerProcess(tmp, f"w{i}", published.files.spec, bootstrap, published.prefix, group).start()
                for i in range(n_workers)]
     try:
@@ -260,11 +259,13 @@ def run_workers(tmp: Path, published: Published, bootstrap: str, n_workers: int)
 
 
 @pytest.fixture(scope="module")
-def published(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Published:
+def published(
+    kafka_bootstrap: str, kafka_name: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Published:
     directory = tmp_path_factory.mktemp("worker-events")
     files = scenario_files(directory, N_EVENTS, seed=11)
     records = arrival_order(files)
-    prefix = f"t{uuid.uuid4().hex[:8]}."
+    prefix = kafka_name("t") + "."
     publish(kafka_bootstrap, prefix, records)
     return Published(prefix, files, len(records))
 
@@ -277,8 +278,9 @@ def replayed(published: Published, tmp_path_factory: pytest.TempPathFactory) -> 
 # --------------------------------------------------------------------------- tests
 
 
-def test_one_worker_stores_what_replay_stores(published: Published, replayed: Path, kafka_bootstrap: str,
-                                               tmp_path: Path) -> None:
+def test_one_worker_stores_what_replay_stores(
+    published: Published, replayed: Path, kafka_bootstrap: str, kafka_name: Callable[[str], str], tmp_path: Path
+) -> None:
     alerts_topic = published.prefix + "alerts"
     ensure_topics([kafka_bootstrap], [alerts_topic], PARTITIONS, compacted=[alerts_topic])
     # Following the topic before the worker starts: alerts arrive while it runs.
@@ -287,7 +289,7 @@ def test_one_worker_stores_what_replay_stores(published: Published, replayed: Pa
          "--timeout", "60", "--format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    workers = run_workers(tmp_path, published, kafka_bootstrap, 1)
+    workers = run_workers(tmp_path, published, kafka_bootstrap, 1, kafka_name("g"))
     metrics, want_metrics, drift, want_drift = expected(replayed, [w.store for w in workers])
     assert len({k[2] for k in drift}) >= 2, "the workers closed fewer than two windows"
     assert_same_rows(metrics, want_metrics, "window_metrics")
@@ -343,9 +345,10 @@ def test_one_worker_stores_what_replay_stores(published: Published, replayed: Pa
     assert all("[critical]" in line for line in text.stdout.splitlines() if line.startswith("ALERT"))
 
 
-def test_two_workers_share_four_partitions(published: Published, replayed: Path, kafka_bootstrap: str,
-                                           tmp_path: Path) -> None:
-    workers = run_workers(tmp_path, published, kafka_bootstrap, 2)
+def test_two_workers_share_four_partitions(
+    published: Published, replayed: Path, kafka_bootstrap: str, kafka_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    workers = run_workers(tmp_path, published, kafka_bootstrap, 2, kafka_name("g"))
     per_worker = [set(w.read_status().get("offsets", {})) for w in workers]
     assert all(per_worker), f"a worker got no partition: {per_worker}"
     metrics, want_metrics, drift, want_drift = expected(replayed, [w.store for w in workers])
@@ -360,12 +363,14 @@ def test_two_workers_share_four_partitions(published: Published, replayed: Path,
     assert len(ids) == N_EVENTS
 
 
-def test_kill_9_three_times_changes_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_kill_9_three_times_changes_nothing(
+    kafka_bootstrap: str, kafka_name: Callable[[str], str], tmp_path: Path
+) -> None:
     files = scenario_files(tmp_path / "events", RECOVERY_EVENTS, seed=5)
     records = arrival_order(files)
     assert sum(kind == "prediction" for kind, _, _ in records) >= 100_000
-    prefix = f"k{uuid.uuid4().hex[:8]}."
-    group = f"g-{uuid.uuid4().hex[:8]}"
+    prefix = kafka_name("k") + "."
+    group = kafka_name("g")
     ensure_topics([kafka_bootstrap], [prefix + "predictions", prefix + "ground_truth"], PARTITIONS)
     publisher = threading.Thread(target=publish, args=(kafka_bootstrap, prefix, records), daemon=True)
     publisher.start()
@@ -446,8 +451,9 @@ def hostile(i: int, recent: dict, rng: random.Random) -> tuple[str, bytes | None
     return "prediction", base["event_id"].encode(), orjson.dumps(base)
 
 
-def test_hostile_messages_go_to_the_dead_letter_topic(published: Published, replayed: Path, kafka_bootstrap: str,
-                                                       tmp_path: Path) -> None:
+def test_hostile_messages_go_to_the_dead_letter_topic(
+    published: Published, replayed: Path, kafka_bootstrap: str, kafka_name: Callable[[str], str], tmp_path: Path
+) -> None:
     valid = arrival_order(published.files)
     rng = random.Random(4)
     every = len(valid) // N_HOSTILE
@@ -462,10 +468,10 @@ def test_hostile_messages_go_to_the_dead_letter_topic(published: Published, repl
             stream.append(hostile(len(sent), recent, rng))
             sent.append(stream[-1][2])
     assert len(sent) == N_HOSTILE
-    prefix = f"h{uuid.uuid4().hex[:8]}."
+    prefix = kafka_name("h") + "."
     publish(kafka_bootstrap, prefix, stream)
     hostile_published = Published(prefix, published.files, len(stream))
-    workers = run_workers(tmp_path, hostile_published, kafka_bootstrap, 1)
+    workers = run_workers(tmp_path, hostile_published, kafka_bootstrap, 1, kafka_name("g"))
 
     consumer = KafkaConsumer(prefix + "deadletter", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
                              consumer_timeout_ms=10_000)

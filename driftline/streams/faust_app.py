@@ -274,8 +274,8 @@ class Worker:
     async def _flush_idle(self) -> None:
         since = self.sink.pending_since
         if since is None or time.monotonic() - since < self.settings.store_flush_interval or self._busy.locked():
-            # Not idle: the batch holding the lock writes them (waiting for it would only make
-            # Faust warn that the timer overran).
+            # Not idle: a busy stream's rows go at the threshold or the next checkpoint (waiting
+            # for the lock would only make Faust warn that the timer overran).
             return
         try:
             async with self._busy:

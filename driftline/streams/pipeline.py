@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter
-from collections.abc import Sequence
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -87,6 +87,8 @@ class MessageBatch:
         ``prefix`` + ``offsets[i]``."""
         if self._messages is not None:
             raise ValueError("a batch made of Message objects takes no runs")
+        if len(data) != len(offsets):
+            raise ValueError(f"data and offsets must have the same length, got {len(data)} and {len(offsets)}")
         self._starts.append(len(self.data))
         self._runs.append((kind, source, prefix, offsets))
         self._kinds.append(np.full(len(data), kind == PREDICTION))

@@ -173,7 +173,11 @@ class StoreSink:
                 "schema_version": [e.schema_version for e in out.ground_truth],
             })
         if out.labeled:
-            self._raw("labeled", self._labeled(out.labeled))
+            by_model: dict[str, list[LabeledRow]] = {}
+            for row in out.labeled:
+                by_model.setdefault(row.model, []).append(row)
+            for model, rows in by_model.items():
+                self._raw("labeled", self._labeled(model, rows))
         if out.window_metrics:
             self.store.insert("window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
         if out.drift_results:
@@ -198,15 +202,26 @@ class StoreSink:
                 for row in out.dead_letters
             ]))
 
-    def _labeled(self, rows: list[LabeledRow]) -> dict[str, Any]:
-        models = [r.model for r in rows]
-        prediction_ts = np.fromiter((r.prediction_ts for r in rows), dtype=np.int64, count=len(rows))
-        label_ts = np.fromiter((r.label_ts for r in rows), dtype=np.int64, count=len(rows))
-        columns: dict[str, Any] = {
+    def _labeled(self, model: str, rows: list[LabeledRow]) -> dict[str, Any]:
+        """Columns of one model's joined rows; its segments as a dense map (the same Arrow type
+        for every model, so that blocks of several models' rows concatenate)."""
+        n = len(rows)
+        prediction_ts = np.fromiter((r.prediction_ts for r in rows), dtype=np.int64, count=n)
+        label_ts = np.fromiter((r.label_ts for r in rows), dtype=np.int64, count=n)
+        names = self._segments[model]
+        # Segment values are category texts already (None: missing, stored as an absent key). A
+        # row restored from a checkpoint of a spec with fewer segments has fewer values.
+        segments = np.empty((n, len(names)), dtype=object)
+        values = [r.segment_values for r in rows]
+        for j in range(len(names)):
+            segments[:, j] = [v[j] if len(v) > j else None for v in values]
+        return {
             "event_id": [r.event_id for r in rows],
-            "model": models,
+            "model": pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), [model]),
             "version": [r.version for r in rows],
             "role": [r.role for r in rows],
+            "segment.keys": names,
+            "segment.values": segments,
             "prediction_ts": prediction_ts,
             "label_ts": label_ts,
             "delay_ms": label_ts - prediction_ts,
@@ -214,19 +229,6 @@ class StoreSink:
             "score": np.array([r.score for r in rows], dtype=np.float64),
             "label": _texts([r.label for r in rows]),
         }
-        segments = self._segments
-        if models.count(models[0]) == len(models):
-            # Segment values are category texts already (None: missing, stored as an absent key).
-            names = segments[models[0]]
-            values = np.empty((len(rows), len(names)), dtype=object)
-            if names:
-                values[:] = [r.segment_values[:len(names)] for r in rows]
-            columns["segment.keys"], columns["segment.values"] = names, values
-        else:
-            columns["segment"] = [
-                {k: v for k, v in zip(segments[r.model], r.segment_values) if v is not None} for r in rows
-            ]
-        return columns
 
     def _predictions(self, batch: PredictionColumns) -> dict[str, Any]:
         numeric, categorical = self._feature_names[batch.model]
