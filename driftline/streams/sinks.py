@@ -68,6 +68,11 @@ _MAP_TYPE = TABLES["predictions"].by_name["probabilities"].arrow_type
 _NO_ENTRIES = (pa.array([], _MAP_TYPE.key_type), pa.array([], _MAP_TYPE.item_type))
 
 
+def _constant(text: str, n: int) -> pa.Array:
+    """A column of ``n`` copies of ``text``, built without a loop (dictionary-encoded)."""
+    return pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), [text])
+
+
 def _maps(values: list[dict[str, float] | None]) -> list[dict[str, float]] | pa.Array:
     """Map-column values: ``None`` stored as an empty map (a column of only those is built
     without a loop over the rows)."""
@@ -217,7 +222,7 @@ class StoreSink:
             segments[:, j] = [v[j] if len(v) > j else None for v in values]
         return {
             "event_id": [r.event_id for r in rows],
-            "model": pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), [model]),
+            "model": _constant(model, n),
             "version": [r.version for r in rows],
             "role": [r.role for r in rows],
             "segment.keys": names,
@@ -235,7 +240,7 @@ class StoreSink:
         n = len(batch)
         return {
             "event_id": batch.event_id,
-            "model": pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), [batch.model]),
+            "model": _constant(batch.model, n),
             "version": batch.version,
             "ts": batch.ts,
             "role": batch.role,
