@@ -1,16 +1,24 @@
-"""The batch transport on the real broker: every record once, in order, and a handler's seek wins."""
+"""The batch transport on the real broker: every record once, in order, and a handler's seek wins;
+and the records it makes aiokafka build."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from kafka import KafkaProducer
 
+from driftline.streams import batch_transport
 from driftline.streams.topics import ensure_topics
 
 PARTITIONS, PER_PARTITION, SEEK_FROM, SEEK_TO = 3, 400, 150, 60
@@ -78,3 +86,41 @@ def test_every_record_once_in_order_and_a_handlers_seek_is_kept(kafka_bootstrap:
     last = result["sought_after"]
     assert SEEK_FROM <= last < PER_PARTITION
     assert seen[0] == list(range(last + 1)) + list(range(SEEK_TO, PER_PARTITION))
+
+
+def _records(consumer_record: Any, key_deserializer: Any = None, value_deserializer: Any = None) -> list[Any]:
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    builder.append(0, timestamp=1_700_000_000_000, key=b"id-0", value=b'{"a": 1}', headers=[])
+    builder.append(1, timestamp=1_700_000_000_001, key=None, value=b"x" * 600, headers=[("h", b"v"), ("g", b"")])
+    builder.append(2, timestamp=1_700_000_000_002, key=b"", value=None, headers=[])
+    records = MemoryRecords(bytes(builder.build()))
+    original = aiokafka_fetcher.PartitionRecords._consumer_record
+    aiokafka_fetcher.PartitionRecords._consumer_record = consumer_record
+    try:
+        return list(aiokafka_fetcher.PartitionRecords(
+            TopicPartition("t", 3), records, [], 0, key_deserializer, value_deserializer, True, 0,
+        ))
+    finally:
+        aiokafka_fetcher.PartitionRecords._consumer_record = original
+
+
+def _upper(key: bytes | None) -> bytes | None:
+    return None if key is None else key.upper()
+
+
+def _size(value: bytes | None) -> int:
+    return -1 if value is None else len(value)
+
+
+@pytest.mark.parametrize("key_deserializer, value_deserializer", [(None, None), (_upper, _size)], ids=["raw", "deserialized"])
+def test_fetched_records_carry_what_consumer_records_carry(key_deserializer: Any, value_deserializer: Any) -> None:
+    aiokafkas = aiokafka_fetcher.PartitionRecords._consumer_record
+    assert aiokafkas.__module__ == aiokafka_fetcher.__name__, "a BatchConsumer in this process replaced it"
+    expected = _records(aiokafkas, key_deserializer, value_deserializer)
+    got = _records(batch_transport._fetched_record, key_deserializer, value_deserializer)
+    assert [type(r) for r in got] == [batch_transport.FetchedRecord] * 3
+    fields = [f.name for f in dataclasses.fields(ConsumerRecord)]
+    assert list(batch_transport.FetchedRecord.__struct_fields__) == fields
+    assert [[getattr(r, f) for f in fields] for r in got] == [[getattr(r, f) for f in fields] for r in expected]
+    assert got[1].headers == (("h", b"v"), ("g", b""))

@@ -15,6 +15,9 @@ take the per-message path), the producer.
 It replaces Faust's private ``Consumer._drain_messages``, so ``pyproject.toml`` pins the
 faust-streaming minor version it was written against.
 
+The consumer also makes aiokafka build each fetched record as a :class:`FetchedRecord` (see
+:func:`use_fetched_records`), which pins aiokafka's minor version as well.
+
 Examples
 --------
 >>> import faust
@@ -33,11 +36,13 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+import msgspec
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT
 
-__all__ = ["BatchHandler", "route_batches", "BatchConsumer", "BatchTransport", "SCHEME"]
+__all__ = ["BatchHandler", "route_batches", "BatchConsumer", "BatchTransport", "FetchedRecord", "use_fetched_records", "SCHEME"]
 
 SCHEME = "kafkabatch"
 BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
@@ -55,11 +60,58 @@ def route_batches(app: AppT, topics: Iterable[str], handler: BatchHandler) -> No
     _ROUTES[app] = (frozenset(topics), handler)
 
 
+class FetchedRecord(msgspec.Struct, gc=False):
+    """One fetched Kafka record: the attributes of aiokafka's ``ConsumerRecord``, built in C.
+
+    aiokafka builds a ``ConsumerRecord`` dataclass per record in Python on Faust's consumer
+    thread, under the GIL: with the reads of the record's fields, about 4.5 µs per record here,
+    a tenth of a worker's CPU per message. This struct holds the same fields (Faust's
+    ``_to_message`` and the batch handler read them by name) and builds in about a tenth of the
+    dataclass's time; ``gc=False`` because it holds only bytes, numbers and tuples.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: int
+    key: Any
+    value: Any
+    checksum: int | None
+    serialized_key_size: int
+    serialized_value_size: int
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def _fetched_record(self: Any, tp: Any, record: Any) -> Any:
+    key, value = record.key, record.value
+    if self._key_deserializer is not None:
+        key = self._key_deserializer(key)
+    if self._value_deserializer is not None:
+        value = self._value_deserializer(value)
+    return FetchedRecord(
+        tp.topic, tp.partition, record.offset, record.timestamp, record.timestamp_type, key, value,
+        record.checksum, -1 if record.key is None else len(record.key),
+        -1 if record.value is None else len(record.value), tuple(record.headers),
+    )
+
+
+def use_fetched_records() -> None:
+    """Make every aiokafka consumer of this process yield :class:`FetchedRecord`.
+
+    Process-wide (aiokafka's fetcher builds its records in ``PartitionRecords._consumer_record``,
+    one class for all consumers), so it is called by :class:`BatchConsumer`, which only runs in
+    a driftline worker. Idempotent.
+    """
+    aiokafka_fetcher.PartitionRecords._consumer_record = _fetched_record
+
+
 class BatchConsumer(aiokafka_driver.Consumer):
     """The aiokafka consumer of Faust with a fetch loop that delivers routed topics in batches."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        use_fetched_records()
         self._sought: set[TP] = set()
 
     async def seek(self, partition: TP, offset: int) -> None:
