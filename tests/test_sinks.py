@@ -1,4 +1,5 @@
-"""A sink that holds raw rows back stores exactly what one that writes at once stores.
+"""A sink that holds raw rows back stores exactly what one that writes at once stores, and
+inserts on its writer thread.
 
 Both sinks write one pipeline run, batch by batch, into two databases of the same embedded chDB
 engine; the buffered one must hold rows back until its threshold and store the same rows once
@@ -8,15 +9,20 @@ flushed.
 from __future__ import annotations
 
 import math
+import threading
+from typing import Any
 
 import msgspec
+import numpy as np
+import pandas as pd
 import pytest
 
-from driftline.config import load_spec
+from driftline.config import load_spec, parse_spec
 from driftline.reference import load_reference
 from driftline.scorers.scenario import CreditScenario
-from driftline.storage import TABLES, Store, open_store
-from driftline.streams.pipeline import Message, Pipeline
+from driftline.storage import TABLES, Store, StoreError, open_store
+from driftline.streams.join import LabeledRow
+from driftline.streams.pipeline import Message, Output, Pipeline
 from driftline.streams.sinks import StoreSink
 from driftline.streams.sources import merged
 
@@ -56,6 +62,7 @@ def test_buffered_sink_stores_what_a_direct_sink_stores(tmp_path) -> None:
             buffered.write(out)
             direct.write(out)
             assert buffered.pending_rows < buffered.buffer_rows
+            buffered.wait_writes()
             stored = sum(count(store, t) for t in RAW)
             assert stored + buffered.pending_rows == sum(count(direct_store, t) for t in RAW)
             held_back |= buffered.pending_rows > 0
@@ -79,10 +86,8 @@ def test_buffer_rows_is_validated() -> None:
 
 
 def test_absent_optional_fields_are_stored_as_null_and_empty_maps(tmp_path) -> None:
-    from driftline.config import parse_spec
     from driftline.events import Prediction
     from driftline.streams.columns import PredictionColumns
-    from driftline.streams.pipeline import Output
 
     spec = parse_spec({"model": "m", "task": "multiclass", "classes": ["a", "b", "c"], "reference": {"path": "ref.csv"},
                        "features": [{"name": "x", "kind": "numeric"}, {"name": "c", "kind": "categorical"}]})
@@ -110,30 +115,7 @@ def test_absent_optional_fields_are_stored_as_null_and_empty_maps(tmp_path) -> N
 
 
 def test_joined_rows_of_several_models_are_stored_with_their_segments(tmp_path) -> None:
-    import numpy as np
-    import pandas as pd
-
-    from driftline.config import parse_spec
-    from driftline.streams.join import LabeledRow
-    from driftline.streams.pipeline import Output
-
-    def spec(model: str, segments: list[str], protected: str | None):
-        return parse_spec({
-            "model": model, "task": "binary", "reference": {"path": "ref.csv"}, "segments": segments,
-            **({"protected_attribute": protected} if protected else {}),
-            "features": [{"name": "x", "kind": "numeric"}, {"name": "color", "kind": "categorical"},
-                         {"name": "group", "kind": "categorical"}],
-        })
-
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.normal(size=200), "color": rng.choice(["red", "blue"], 200),
-                          "group": rng.choice(["a", "b"], 200), "score": rng.random(200)})
-    frame["prediction"] = (frame.score > 0.5).astype(int)
-    frame["label"] = (rng.random(200) > 0.5).astype(int)
-    references = {
-        "m1": load_reference(spec("m1", ["color"], "group"), frame),
-        "m2": load_reference(spec("m2", [], None), frame),
-    }
+    references = _references()
     t = 1_767_225_600_000
     rows = [
         LabeledRow("a", "m1", "v1", "champion", ("red", "a"), t, t + 5, 1, 0.75, None, 0, "crm"),
@@ -163,3 +145,68 @@ def test_joined_rows_of_several_models_are_stored_with_their_segments(tmp_path) 
 
 def rows_of(store: Store) -> list[dict]:
     return store.query(f"SELECT * FROM {store.database}.labeled FINAL").to_pylist()
+
+
+def _references() -> dict:
+    """Two models on one small frame: m1 segmented by ``color`` with ``group`` protected, m2 plain."""
+
+    def spec(model: str, segments: list[str], protected: str | None):
+        return parse_spec({
+            "model": model, "task": "binary", "reference": {"path": "ref.csv"}, "segments": segments,
+            **({"protected_attribute": protected} if protected else {}),
+            "features": [{"name": "x", "kind": "numeric"}, {"name": "color", "kind": "categorical"},
+                         {"name": "group", "kind": "categorical"}],
+        })
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "color": rng.choice(["red", "blue"], 200),
+                          "group": rng.choice(["a", "b"], 200), "score": rng.random(200)})
+    frame["prediction"] = (frame.score > 0.5).astype(int)
+    frame["label"] = (rng.random(200) > 0.5).astype(int)
+    return {
+        "m1": load_reference(spec("m1", ["color"], "group"), frame),
+        "m2": load_reference(spec("m2", [], None), frame),
+    }
+
+
+class _ThreadRecordingStore(Store):
+    """The embedded store, noting the thread of every insert."""
+
+    threads: list[str]
+
+    def insert_arrow(self, table: str, data: Any) -> int:
+        self.threads.append(threading.current_thread().name)
+        return super().insert_arrow(table, data)
+
+
+def _labeled_rows(n: int, model: str = "m1") -> list[LabeledRow]:
+    t = 1_767_225_600_000
+    return [LabeledRow(f"id-{i}", model, "v1", "champion", ("red", "a"), t + i, t + i + 5, 1, 0.5, None, 0, "") for i in range(n)]
+
+
+def test_a_buffering_sink_inserts_on_its_writer_thread_and_reports_a_failed_insert(tmp_path) -> None:
+    references = _references()
+    with open_store(tmp_path / "store", retention_days=None) as opened:
+        store = _ThreadRecordingStore(opened.backend, opened.database, None)
+        store.threads = []
+        sink = StoreSink(store, references, buffer_rows=10)
+        for start in range(0, 40, 8):
+            out = Output()
+            out.labeled.extend(_labeled_rows(40)[start:start + 8])
+            sink.write(out)
+        sink.flush()
+        assert count(store, "labeled") == 40
+        assert store.threads and all(name.startswith("driftline-sink") for name in store.threads)
+
+        store.execute(f"DROP TABLE {store.database}.labeled")
+        out = Output()
+        out.labeled.extend(_labeled_rows(12))
+        with pytest.raises(StoreError, match="labeled"):
+            sink.write(out)
+            sink.flush()
+        store.create_schema()
+        out = Output()
+        out.labeled.extend(_labeled_rows(12))
+        sink.write(out)
+        sink.flush()
+        assert count(store, "labeled") == 12

@@ -8,15 +8,22 @@ A sink may hold the raw tables' rows (predictions, ground truth, joined rows, de
 and write them in bigger blocks: every ``INSERT`` costs ClickHouse a new part per partition
 (tens of milliseconds in chDB whatever its size), and a Faust worker's fetches are small. Those
 rows are the same whenever they are written again, so their order and timing do not matter.
-Window metrics, drift results and alerts are revisions of one key and are always written at once,
-in order.
+Window metrics, drift results and alerts are revisions of one key and are never held back.
+
+A sink that holds rows back also writes off the caller's thread: one writer thread takes every
+insert in order, at most two ahead of the caller, who meanwhile computes the next batch (chDB
+releases the GIL while it inserts, so on two cores the inserts of a Faust worker overlap its
+pipeline). :meth:`StoreSink.flush` returns once everything handed over is in the store, and the
+next call after a failed insert raises its error.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -32,6 +39,8 @@ from driftline.streams.columns import PredictionColumns
 
 
 ALERT_COLUMNS = COLUMNS["alerts"]
+# Inserts the writer thread may have unfinished before the caller waits: one running, one queued.
+_AHEAD = 2
 
 
 def _text(value: Any) -> str:
@@ -105,8 +114,9 @@ class StoreSink:
     buffer_rows
         Hold raw rows back until this many are pending over the four raw tables (``0``: write
         every output at once). :meth:`write_pending` and :meth:`flush` write them;
-        :attr:`pending_rows` and :attr:`pending_since` say how many wait and since when. Safe to
-        call from several threads.
+        :attr:`pending_rows` and :attr:`pending_since` say how many wait and since when. With
+        ``buffer_rows`` every insert goes through the sink's writer thread (see the module
+        docstring); :meth:`wait_writes` waits for it. Safe to call from several threads.
     """
 
     def __init__(self, store: Store, references: dict[str, ModelReference], buffer_rows: int = 0):
@@ -123,16 +133,43 @@ class StoreSink:
         self._pending: dict[str, list[pa.Table]] = {}
         self.pending_rows = 0
         self.pending_since: float | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="driftline-sink") if buffer_rows else None
+        self._in_flight: deque[Future] = deque()
 
     def write_pending(self) -> None:
-        """Write the rows held back (a buffering store may still hold them; see :meth:`flush`)."""
+        """Write the rows held back and wait for the writer thread (a buffering store may still
+        hold them; see :meth:`flush`)."""
         with self._lock:
             self._write_all()
+            self._settle(0)
+
+    def wait_writes(self) -> None:
+        """Return once every insert handed to the writer thread is done; raises a failed one's error."""
+        with self._lock:
+            self._settle(0)
 
     def flush(self) -> None:
         """Write the rows held back, then wait until the store has everything written so far."""
         self.write_pending()
         self.store.flush()
+
+    def _insert(self, insert: Callable[[str, Any], Any], table: str, data: Any) -> None:
+        """``insert(table, data)`` now, or, with a writer thread, after the inserts before it."""
+        if self._writer is None:
+            insert(table, data)
+            return
+        with self._lock:
+            self._submit(insert, table, data)
+
+    def _submit(self, insert: Callable[[str, Any], Any], table: str, data: Any) -> None:
+        assert self._writer is not None
+        self._in_flight.append(self._writer.submit(insert, table, data))
+        self._settle(_AHEAD)
+
+    def _settle(self, ahead: int) -> None:
+        """Collect finished inserts, waiting while more than ``ahead`` are unfinished (under the lock)."""
+        while self._in_flight and (len(self._in_flight) > ahead or self._in_flight[0].done()):
+            self._in_flight.popleft().result()
 
     def _raw(self, table: str, columns: Mapping[str, Any]) -> None:
         if not self.buffer_rows:
@@ -157,7 +194,7 @@ class StoreSink:
 
     def _write_table(self, table: str) -> None:
         batches = self._pending[table]
-        self.store.insert_arrow(table, pa.concat_tables(batches))
+        self._submit(self.store.insert_arrow, table, pa.concat_tables(batches))
         del self._pending[table]
         self.pending_rows -= sum(batch.num_rows for batch in batches)
         if not self._pending:
@@ -184,11 +221,11 @@ class StoreSink:
             for model, rows in by_model.items():
                 self._raw("labeled", self._labeled(model, rows))
         if out.window_metrics:
-            self.store.insert("window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
+            self._insert(self.store.insert, "window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
         if out.drift_results:
-            self.store.insert("drift_results", _columns([{**row, "updated_at": now} for row in out.drift_results]))
+            self._insert(self.store.insert, "drift_results", _columns([{**row, "updated_at": now} for row in out.drift_results]))
         if out.alerts:
-            self.store.insert("alerts", _columns([
+            self._insert(self.store.insert, "alerts", _columns([
                 {name: getattr(alert, name) for name in ALERT_COLUMNS} | {"retrain": int(alert.retrain)}
                 for alert in out.alerts
             ]))
