@@ -16,7 +16,8 @@ It replaces Faust's private ``Consumer._drain_messages``, so ``pyproject.toml`` 
 faust-streaming minor version it was written against.
 
 The consumer also makes aiokafka build each fetched record as a :class:`FetchedRecord` (see
-:func:`use_fetched_records`), which pins aiokafka's minor version as well.
+:func:`use_fetched_records`) and waits at most :data:`FETCH_MAX_WAIT_MS` in a fetch request,
+both through aiokafka internals, which pins aiokafka's minor version as well.
 
 Examples
 --------
@@ -42,9 +43,20 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT
 
-__all__ = ["BatchHandler", "route_batches", "BatchConsumer", "BatchTransport", "FetchedRecord", "use_fetched_records", "SCHEME"]
+__all__ = [
+    "BatchHandler", "route_batches", "BatchConsumer", "BatchConsumerThread", "BatchTransport", "FetchedRecord",
+    "use_fetched_records",
+    "FETCH_MAX_WAIT_MS", "SCHEME",
+]
 
 SCHEME = "kafkabatch"
+# How long the broker may hold a fetch request that finds no new data. Faust sets 1,500 ms, and
+# aiokafka sends one fetch request per broker at a time, including only the partitions without
+# records waiting in its buffer: once every input partition has some, the request in flight
+# holds only idle ones (changelogs, partials) and the broker keeps it the full wait. Records
+# consumed meanwhile, or a seek, must wait for it before they are fetched again, which stalled
+# a worker for up to 1.5 s at a time (seen after the seek of every start).
+FETCH_MAX_WAIT_MS = 100
 BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
 _ROUTES: weakref.WeakKeyDictionary[AppT, tuple[frozenset[str], BatchHandler]] = weakref.WeakKeyDictionary()
 
@@ -106,13 +118,25 @@ def use_fetched_records() -> None:
     aiokafka_fetcher.PartitionRecords._consumer_record = _fetched_record
 
 
+class BatchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, whose aiokafka consumer waits at most :data:`FETCH_MAX_WAIT_MS`."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by the fetcher it creates on start
+        return consumer
+
+
 class BatchConsumer(aiokafka_driver.Consumer):
     """The aiokafka consumer of Faust with a fetch loop that delivers routed topics in batches."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        use_fetched_records()
         self._sought: set[TP] = set()
+        use_fetched_records()
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def seek(self, partition: TP, offset: int) -> None:
         self._sought.add(partition)
