@@ -132,14 +132,14 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._sought: set[TP] = set()
+        self._sought: dict[TP, int] = {}
         use_fetched_records()
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def seek(self, partition: TP, offset: int) -> None:
-        self._sought.add(partition)
+        self._sought[partition] = offset
         await super().seek(partition, offset)
 
     async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
@@ -150,9 +150,17 @@ class BatchConsumer(aiokafka_driver.Consumer):
         topics, handler = _ROUTES.get(self.app, (frozenset(), None))
         read_offset = self._read_offset
         stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
+        # The next fetch is asked for before the handler runs, so that the consumer thread builds
+        # its records while the handler computes instead of after it (about 50 ms per fetch of
+        # 10,000 records here, with the main loop waiting).
+        prefetched: asyncio.Future | None = None
         try:
             while not (stopped() or fetcher_stopped()):
-                records, active = await self._wait_next_records(1.0)
+                if prefetched is not None:
+                    records, active = await prefetched
+                    prefetched = None
+                else:
+                    records, active = await self._wait_next_records(1.0)
                 if self.should_stop:
                     continue
                 if not self.flow_active:
@@ -188,12 +196,15 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 if batch and generation == self.app.consumer_generation_id and self.flow_active:
                     assert handler is not None
                     self._sought.clear()
+                    prefetched = asyncio.ensure_future(self._wait_next_records(1.0))
                     await handler(batch)
                     for tp, fetched in batch.items():
                         # A seek made by the handler (a partition restored from its checkpoint)
                         # sets the position; it must not be overwritten with this fetch's end.
                         if tp not in self._sought:
                             read_offset[tp] = fetched[-1].offset
+                    if self._sought:
+                        prefetched = await self._after_seek(prefetched)
                 await asyncio.sleep(0)
         except (asyncio.CancelledError, *self.consumer_stopped_errors):
             # As Faust's loop: quiet when the app is stopping. Otherwise (Faust stops the fetcher
@@ -203,6 +214,24 @@ class BatchConsumer(aiokafka_driver.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+        finally:
+            if prefetched is not None and not prefetched.done():
+                prefetched.cancel()
+
+    async def _after_seek(self, prefetched: asyncio.Future) -> asyncio.Future:
+        """The prefetch without the partitions the handler sought, which are sought again.
+
+        The prefetch ran alongside the handler, so its records of a sought partition may come
+        from before the seek or after it: they are dropped, and the seek is made again so that
+        the consumer fetches them from where the handler asked either way.
+        """
+        sought = dict(self._sought)
+        records, active = await prefetched
+        kept = {tp: fetched for tp, fetched in (records or {}).items() if tp not in sought}
+        await super().seek_wait(sought)
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        done.set_result((kept, active))
+        return done
 
 
 class BatchTransport(aiokafka_driver.Transport):

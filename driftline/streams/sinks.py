@@ -11,7 +11,7 @@ rows are the same whenever they are written again, so their order and timing do 
 Window metrics, drift results and alerts are revisions of one key and are never held back.
 
 A sink that holds rows back also writes off the caller's thread: one writer thread takes every
-insert in order, at most two ahead of the caller, who meanwhile computes the next batch (chDB
+insert in order, up to ``buffer_rows`` rows ahead of the caller, who meanwhile computes the next batch (chDB
 releases the GIL while it inserts, so on two cores the inserts of a Faust worker overlap its
 pipeline). :meth:`StoreSink.flush` returns once everything handed over is in the store, and the
 next call after a failed insert raises its error.
@@ -39,8 +39,6 @@ from driftline.streams.columns import PredictionColumns
 
 
 ALERT_COLUMNS = COLUMNS["alerts"]
-# Inserts the writer thread may have unfinished before the caller waits: one running, one queued.
-_AHEAD = 2
 
 
 def _text(value: Any) -> str:
@@ -134,19 +132,20 @@ class StoreSink:
         self.pending_rows = 0
         self.pending_since: float | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="driftline-sink") if buffer_rows else None
-        self._in_flight: deque[Future] = deque()
+        self._in_flight: deque[tuple[Future, int]] = deque()
+        self._rows_in_flight = 0
 
     def write_pending(self) -> None:
         """Write the rows held back and wait for the writer thread (a buffering store may still
         hold them; see :meth:`flush`)."""
         with self._lock:
             self._write_all()
-            self._settle(0)
+            self._settle(None)
 
     def wait_writes(self) -> None:
         """Return once every insert handed to the writer thread is done; raises a failed one's error."""
         with self._lock:
-            self._settle(0)
+            self._settle(None)
 
     def flush(self) -> None:
         """Write the rows held back, then wait until the store has everything written so far."""
@@ -163,13 +162,19 @@ class StoreSink:
 
     def _submit(self, insert: Callable[[str, Any], Any], table: str, data: Any) -> None:
         assert self._writer is not None
-        self._in_flight.append(self._writer.submit(insert, table, data))
-        self._settle(_AHEAD)
+        rows = len(data) if isinstance(data, pa.Table) else len(next(iter(data.values()), ()))
+        self._in_flight.append((self._writer.submit(insert, table, data), rows))
+        self._rows_in_flight += rows
+        # Memory stays bounded: at most ``buffer_rows`` rows in inserts not done, besides those held.
+        self._settle(self.buffer_rows)
 
-    def _settle(self, ahead: int) -> None:
-        """Collect finished inserts, waiting while more than ``ahead`` are unfinished (under the lock)."""
-        while self._in_flight and (len(self._in_flight) > ahead or self._in_flight[0].done()):
-            self._in_flight.popleft().result()
+    def _settle(self, rows: int | None) -> None:
+        """Collect finished inserts, waiting while more than ``rows`` rows are in unfinished ones
+        (all of them for ``None``). Under the lock."""
+        while self._in_flight and (rows is None or self._rows_in_flight > rows or self._in_flight[0][0].done()):
+            future, n = self._in_flight.popleft()
+            self._rows_in_flight -= n
+            future.result()
 
     def _raw(self, table: str, columns: Mapping[str, Any]) -> None:
         if not self.buffer_rows:
