@@ -39,6 +39,7 @@ from typing import Any
 
 import msgspec
 from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT
@@ -154,11 +155,16 @@ class BatchConsumer(aiokafka_driver.Consumer):
         # its records while the handler computes instead of after it (about 50 ms per fetch of
         # 10,000 records here, with the main loop waiting).
         prefetched: asyncio.Future | None = None
+        prefetched_in = -1
         try:
             while not (stopped() or fetcher_stopped()):
                 if prefetched is not None:
                     records, active = await prefetched
                     prefetched = None
+                    if prefetched_in != self.app.consumer_generation_id:
+                        # Fetched before a rebalance: every partition was revoked, and each is
+                        # positioned again when it is reopened.
+                        continue
                 else:
                     records, active = await self._wait_next_records(1.0)
                 if self.should_stop:
@@ -197,6 +203,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     assert handler is not None
                     self._sought.clear()
                     prefetched = asyncio.ensure_future(self._wait_next_records(1.0))
+                    prefetched_in = generation
                     await handler(batch)
                     for tp, fetched in batch.items():
                         # A seek made by the handler (a partition restored from its checkpoint)
@@ -228,7 +235,13 @@ class BatchConsumer(aiokafka_driver.Consumer):
         sought = dict(self._sought)
         records, active = await prefetched
         kept = {tp: fetched for tp, fetched in (records or {}).items() if tp not in sought}
-        await super().seek_wait(sought)
+        assigned = self.assignment()
+        try:
+            await super().seek_wait({tp: offset for tp, offset in sought.items() if tp in assigned})
+        except IllegalStateError:
+            # Revoked meanwhile: the seek no longer applies, as any seek of a revoked partition (a
+            # worker reopens and positions every partition it is assigned after a rebalance).
+            pass
         done: asyncio.Future = asyncio.get_running_loop().create_future()
         done.set_result((kept, active))
         return done
