@@ -521,7 +521,7 @@ driftline's batch transport, whose no-op ceiling in the same run is {rate['batch
 1,506 events/s on this machine.{baseline} What remains is the worker's own work, per fetch and
 partition: the pipeline (about 15 µs per event on its own workload, see
 [Embedded pipeline](#embedded-pipeline--throughput-and-memory)), the raw events and joined rows
-written to chDB in blocks of `--store-batch-rows`, and one labeled message per joined row
+written to chDB in blocks of `--store-batch-rows` (on the sink's writer thread), and one labeled message per joined row
 produced to the broker as record batches (`driftline/streams/batch_producer.py`; a Faust
 `Topic.send` costs about 100 µs per message here, aiokafka's `send` about 50 µs). {two}
 
