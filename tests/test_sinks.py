@@ -209,5 +209,6 @@ def test_a_buffering_sink_inserts_on_its_writer_thread_and_reports_a_failed_inse
         out.labeled.extend(_labeled_rows(12))
         sink.write(out)
         sink.flush()
-        # Rows held back when the insert failed are written with the next block (the same keys).
+        # The failed block is not written again: the worker crashes on the error and replays
+        # from its last checkpoint.
         assert store.query(f"SELECT count() AS n FROM {store.database}.labeled FINAL").to_pylist()[0]["n"] == 12

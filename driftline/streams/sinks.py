@@ -11,10 +11,13 @@ rows are the same whenever they are written again, so their order and timing do 
 Window metrics, drift results and alerts are revisions of one key and are never held back.
 
 A sink that holds rows back also writes off the caller's thread: one writer thread takes every
-insert in order, up to ``buffer_rows`` rows ahead of the caller, who meanwhile computes the next batch (chDB
-releases the GIL while it inserts, so on two cores the inserts of a Faust worker overlap its
-pipeline). :meth:`StoreSink.flush` returns once everything handed over is in the store, and the
-next call after a failed insert raises its error.
+insert, window results included, in order, up to ``buffer_rows`` rows ahead of the caller, who
+meanwhile computes the next batch (chDB releases the GIL while it inserts, so on two cores the
+inserts of a Faust worker overlap its pipeline). :meth:`StoreSink.flush` returns once everything
+handed over is in the store (a worker flushes before each checkpoint). A failed insert's error is
+raised once, by the first call that waits for the writer: :meth:`~StoreSink.flush`,
+:meth:`~StoreSink.write_pending`, :meth:`~StoreSink.wait_writes`, or a write that hands over more
+than ``buffer_rows`` rows.
 """
 
 from __future__ import annotations
@@ -198,12 +201,13 @@ class StoreSink:
             self._write_table(table)
 
     def _write_table(self, table: str) -> None:
-        batches = self._pending[table]
-        self._submit(self.store.insert_arrow, table, pa.concat_tables(batches))
-        del self._pending[table]
+        # No longer held before it is handed over: the hand-over may raise an earlier insert's
+        # error, and the block must not be written a second time with the next one.
+        batches = self._pending.pop(table)
         self.pending_rows -= sum(batch.num_rows for batch in batches)
         if not self._pending:
             self.pending_since = None
+        self._submit(self.store.insert_arrow, table, pa.concat_tables(batches))
 
     def write(self, out: Output) -> None:
         now = int(time.time() * 1000)
