@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -155,19 +155,19 @@ class StoreSink:
         self.write_pending()
         self.store.flush()
 
-    def _insert(self, insert: Callable[[str, Any], Any], table: str, data: Any) -> None:
-        """``insert(table, data)`` now, or, with a writer thread, after the inserts before it."""
+    def _insert(self, table: str, columns: Mapping[str, Any]) -> None:
+        """Insert ``columns`` now, or, with a writer thread, after the inserts before it."""
         if self._writer is None:
-            insert(table, data)
+            self.store.insert(table, columns)
             return
+        batch = to_arrow_batch(table, columns)
         with self._lock:
-            self._submit(insert, table, data)
+            self._submit(table, batch)
 
-    def _submit(self, insert: Callable[[str, Any], Any], table: str, data: Any) -> None:
+    def _submit(self, table: str, batch: pa.Table) -> None:
         assert self._writer is not None
-        rows = len(data) if isinstance(data, pa.Table) else len(next(iter(data.values()), ()))
-        self._in_flight.append((self._writer.submit(insert, table, data), rows))
-        self._rows_in_flight += rows
+        self._in_flight.append((self._writer.submit(self.store.insert_arrow, table, batch), batch.num_rows))
+        self._rows_in_flight += batch.num_rows
         # Memory stays bounded: at most ``buffer_rows`` rows in inserts not done, besides those held.
         self._settle(self.buffer_rows)
 
@@ -207,7 +207,7 @@ class StoreSink:
         self.pending_rows -= sum(batch.num_rows for batch in batches)
         if not self._pending:
             self.pending_since = None
-        self._submit(self.store.insert_arrow, table, pa.concat_tables(batches))
+        self._submit(table, pa.concat_tables(batches))
 
     def write(self, out: Output) -> None:
         now = int(time.time() * 1000)
@@ -230,11 +230,11 @@ class StoreSink:
             for model, rows in by_model.items():
                 self._raw("labeled", self._labeled(model, rows))
         if out.window_metrics:
-            self._insert(self.store.insert, "window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
+            self._insert("window_metrics", _columns([{**row, "updated_at": now} for row in out.window_metrics]))
         if out.drift_results:
-            self._insert(self.store.insert, "drift_results", _columns([{**row, "updated_at": now} for row in out.drift_results]))
+            self._insert("drift_results", _columns([{**row, "updated_at": now} for row in out.drift_results]))
         if out.alerts:
-            self._insert(self.store.insert, "alerts", _columns([
+            self._insert("alerts", _columns([
                 {name: getattr(alert, name) for name in ALERT_COLUMNS} | {"retrain": int(alert.retrain)}
                 for alert in out.alerts
             ]))
