@@ -98,15 +98,14 @@ class FetchedRecord(msgspec.Struct, gc=False):
 
 
 def _fetched_record(self: Any, tp: Any, record: Any) -> Any:
-    key, value = record.key, record.value
-    if self._key_deserializer is not None:
-        key = self._key_deserializer(key)
-    if self._value_deserializer is not None:
-        value = self._value_deserializer(value)
+    # Each field read from aiokafka's compiled record costs about 0.3 µs: each is read once.
+    raw_key, raw_value = record.key, record.value
+    key = raw_key if self._key_deserializer is None else self._key_deserializer(raw_key)
+    value = raw_value if self._value_deserializer is None else self._value_deserializer(raw_value)
     return FetchedRecord(
         tp.topic, tp.partition, record.offset, record.timestamp, record.timestamp_type, key, value,
-        record.checksum, -1 if record.key is None else len(record.key),
-        -1 if record.value is None else len(record.value), tuple(record.headers),
+        record.checksum, -1 if raw_key is None else len(raw_key),
+        -1 if raw_value is None else len(raw_value), tuple(record.headers),
     )
 
 
@@ -158,16 +157,14 @@ class BatchConsumer(aiokafka_driver.Consumer):
         prefetched: asyncio.Future | None = None
         try:
             while not (stopped() or fetcher_stopped()):
-                if prefetched is not None:
-                    records, active, fetched_in = await prefetched
-                    prefetched = None
-                    if fetched_in != self.app.consumer_generation_id:
-                        # Returned before a rebalance that began while the handler ran: the
-                        # rebalance revoked every partition, and the new assignment's positions
-                        # do not follow from these records (as Faust drops such messages).
-                        continue
-                else:
-                    records, active = await self._wait_next_records(1.0)
+                fetch = prefetched if prefetched is not None else self._stamped_records()
+                prefetched = None
+                records, active, fetched_in = await fetch
+                if fetched_in != self.app.consumer_generation_id:
+                    # A prefetch returned before a rebalance that began while the handler ran:
+                    # the rebalance revoked every partition, and the new assignment's positions
+                    # do not follow from these records (as Faust drops such messages).
+                    continue
                 if self.should_stop:
                     continue
                 if not self.flow_active:
@@ -211,7 +208,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                         if tp not in self._sought:
                             read_offset[tp] = fetched[-1].offset
                     if self._sought:
-                        prefetched = await self._after_seek(prefetched)
+                        prefetched = asyncio.ensure_future(self._after_seek(prefetched, dict(self._sought)))
                 await asyncio.sleep(0)
         except (asyncio.CancelledError, *self.consumer_stopped_errors):
             # As Faust's loop: quiet when the app is stopping, otherwise Faust's fetcher service
@@ -229,14 +226,13 @@ class BatchConsumer(aiokafka_driver.Consumer):
         records, active = await self._wait_next_records(1.0)
         return records, active, self.app.consumer_generation_id
 
-    async def _after_seek(self, prefetched: asyncio.Future) -> asyncio.Future:
+    async def _after_seek(self, prefetched: asyncio.Future, sought: dict[TP, int]) -> tuple[Any, Any, int]:
         """The prefetch without the partitions the handler sought, which are sought again.
 
         The prefetch ran alongside the handler, so its records of a sought partition may come
         from before the seek or after it: they are dropped, and the seek is made again so that
         the consumer fetches them from where the handler asked either way.
         """
-        sought = dict(self._sought)
         records, active, fetched_in = await prefetched
         kept = {tp: fetched for tp, fetched in (records or {}).items() if tp not in sought}
         for tp, offset in sought.items():
@@ -246,9 +242,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 # Revoked meanwhile: the seek no longer applies, as any seek of a revoked
                 # partition (a worker reopens and positions what it is assigned next).
                 continue
-        done: asyncio.Future = asyncio.get_running_loop().create_future()
-        done.set_result((kept, active, fetched_in))
-        return done
+        return kept, active, fetched_in
 
 
 class BatchTransport(aiokafka_driver.Transport):
