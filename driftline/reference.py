@@ -9,6 +9,7 @@ baseline windows are tested against.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,45 +51,56 @@ def new_metric_accumulator(spec: ModelSpec) -> MetricAccumulator:
     return RegressionAccumulator()
 
 
-def update_metric_accumulator(
+def update_metric_accumulators(
     spec: ModelSpec,
-    acc: MetricAccumulator,
-    labels: list[Any],
-    predictions: list[Any],
-    scores: list[Any],
-    probabilities: list[dict[str, float] | None] | None = None,
+    accumulators: Sequence[MetricAccumulator],
+    groups: np.ndarray | None,
+    labels: Any,
+    predictions: Any,
+    scores: Any,
+    probabilities: Any = None,
 ) -> None:
-    """Feed joined rows to a metric accumulator, choosing the inputs the task needs.
+    """Feed joined rows to metric accumulators, choosing the inputs the task needs.
 
-    Binary rows without a score count for the confusion-based metrics only; multiclass rows with
-    class probabilities also count for log loss and Brier.
+    Row ``i`` goes to ``accumulators[groups[i]]`` (all rows to the first for ``None``), in one
+    pass (see :meth:`~driftline.monitors.metrics.BinaryAccumulator.update_groups`). ``scores``
+    and ``probabilities`` hold ``None`` for a row without them: binary rows without a score count
+    for the confusion-based metrics only; multiclass rows with class probabilities also count
+    for log loss and Brier.
     """
+    n = len(labels)
+    ids = np.zeros(n, dtype=np.intp) if groups is None else groups
     if spec.task == "binary":
         # The confusion counts come from the prediction the system made; the score feeds the
         # ranking and probability metrics (ROC AUC, log loss, Brier) only.
-        scored = [i for i, s in enumerate(scores) if s is not None]
-        if len(scored) == len(scores):
-            acc.update(np.asarray(labels), np.asarray(scores, dtype=float), y_pred=np.asarray(predictions))
+        y_true, y_pred, score = np.asarray(labels), np.asarray(predictions), np.asarray(scores, dtype=object)
+        scored = np.fromiter((s is not None for s in score), dtype=bool, count=n)
+        if scored.all():
+            BinaryAccumulator.update_groups(accumulators, ids, y_true, score.astype(float), y_pred=y_pred)
             return
-        unscored = [i for i, s in enumerate(scores) if s is None]
-        if scored:
-            acc.update(np.asarray([labels[i] for i in scored]), np.asarray([scores[i] for i in scored], dtype=float),
-                       y_pred=np.asarray([predictions[i] for i in scored]))
-        acc.update(np.asarray([labels[i] for i in unscored]), y_pred=np.asarray([predictions[i] for i in unscored]))
+        if scored.any():
+            BinaryAccumulator.update_groups(
+                accumulators, ids[scored], y_true[scored], score[scored].astype(float), y_pred=y_pred[scored]
+            )
+        unscored = ~scored
+        BinaryAccumulator.update_groups(accumulators, ids[unscored], y_true[unscored], y_pred=y_pred[unscored])
     elif spec.task == "multiclass":
         classes = [str(c) for c in spec.class_labels]
-        rows = probabilities or [None] * len(labels)
-        with_proba = [i for i, p in enumerate(rows) if p]
-        without = [i for i, p in enumerate(rows) if not p]
-        if with_proba:
-            matrix = np.array([[rows[i].get(c, 0.0) for c in classes] for i in with_proba], dtype=float)
-            acc.update(np.asarray([labels[i] for i in with_proba], dtype=object),
-                       np.asarray([predictions[i] for i in with_proba], dtype=object), proba=matrix)
-        if without:
-            acc.update(np.asarray([labels[i] for i in without], dtype=object),
-                       np.asarray([predictions[i] for i in without], dtype=object))
+        y_true, y_pred = np.asarray(labels, dtype=object), np.asarray(predictions, dtype=object)
+        rows = [None] * n if probabilities is None else list(probabilities)
+        with_proba = np.fromiter((bool(p) for p in rows), dtype=bool, count=n)
+        if with_proba.any():
+            matrix = np.array([[p.get(c, 0.0) for c in classes] for p in rows if p], dtype=float)
+            MulticlassAccumulator.update_groups(
+                accumulators, ids[with_proba], y_true[with_proba], y_pred[with_proba], proba=matrix
+            )
+        if not with_proba.all():
+            without = ~with_proba
+            MulticlassAccumulator.update_groups(accumulators, ids[without], y_true[without], y_pred[without])
     else:
-        acc.update(np.asarray(labels, dtype=float), np.asarray(predictions, dtype=float))
+        RegressionAccumulator.update_groups(
+            accumulators, ids, np.asarray(labels, dtype=float), np.asarray(predictions, dtype=float)
+        )
 
 
 @dataclass
@@ -185,7 +197,7 @@ def load_reference(spec: ModelSpec, frame: pd.DataFrame | None = None) -> ModelR
     )
     baseline = new_metric_accumulator(spec)
     scores = outputs["score"] if has_score else [None] * len(data)
-    update_metric_accumulator(spec, baseline, labels, predictions, scores)
+    update_metric_accumulators(spec, [baseline], None, labels, predictions, scores)
     domain_reference = None
     if spec.drift.domain_classifier:
         sample = data.sample(n=min(len(data), spec.drift.domain_sample), random_state=0)

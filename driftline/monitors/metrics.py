@@ -103,6 +103,41 @@ def _is_label(values: np.ndarray, label: Any) -> np.ndarray:
     return np.asarray(values == np.asarray(label, dtype=object), dtype=bool)
 
 
+def _group_ids(groups: Any, n: int, n_groups: int) -> np.ndarray:
+    """``groups`` as an index array of ``n`` rows into ``n_groups`` accumulators (``None``: all in
+    the first)."""
+    if groups is None:
+        return np.zeros(n, dtype=np.intp)
+    ids = np.asarray(groups)
+    if ids.shape != (n,) or ids.dtype.kind not in "iu":
+        raise ValueError(f"groups must be a 1-d array of {n} ints, got {ids.dtype} of shape {ids.shape}")
+    if n and (ids.min() < 0 or ids.max() >= n_groups):
+        raise ValueError(f"groups must index accumulators (0 to {n_groups - 1}), got {ids.min()} to {ids.max()}")
+    return ids.astype(np.intp, copy=False)
+
+
+def _same_kind(accumulators: Sequence[Any], kind: type, *params: str) -> Any:
+    """The first of ``accumulators``, after checking that all are ``kind`` with equal ``params``."""
+    if not len(accumulators):
+        raise ValueError(f"accumulators must hold at least one {kind.__name__}, got none")
+    first = accumulators[0]
+    for acc in accumulators:
+        if not isinstance(acc, kind) or any(getattr(acc, name) != getattr(first, name) for name in params):
+            raise ValueError(
+                f"accumulators must all be {kind.__name__}s with the same {' and '.join(params)}, got {acc!r}"
+            )
+    return first
+
+
+def _spans(ids: np.ndarray, n_groups: int) -> tuple[np.ndarray | None, list[int]]:
+    """The rows ordered by group (keeping their order within a group; ``None`` when already
+    ordered) and where each group's rows start in that order (``n_groups + 1`` bounds)."""
+    counts = np.bincount(ids, minlength=n_groups)
+    bounds = [0, *np.cumsum(counts).tolist()]
+    order = None if n_groups == 1 or bool(np.all(ids[1:] >= ids[:-1])) else np.argsort(ids, kind="stable")
+    return order, bounds
+
+
 def _check_probabilities(p: np.ndarray, name: str) -> None:
     if p.size and (p.min() < 0.0 or p.max() > 1.0):
         bad = p[(p < 0.0) | (p > 1.0)][0]
@@ -149,9 +184,32 @@ class Moments:
         d = x - mean
         return cls(x.size, mean, float((d * d).sum()))
 
+    @classmethod
+    def of_groups(cls, values: Any, groups: np.ndarray, n_groups: int) -> list[Moments]:
+        """Moments of each group's values, ``values[groups == g]`` for ``g`` in ``range(n_groups)``.
+
+        One group is :meth:`of` (pairwise summation); several are summed per group with
+        ``np.bincount``, in one pass instead of a pass per group, so their last digits may
+        differ from :meth:`of`'s.
+
+        >>> [m.to_tuple() for m in Moments.of_groups([1.0, 5.0, 3.0], np.array([0, 1, 0]), 3)]
+        [(2, 2.0, 2.0), (1, 5.0, 0.0), (0, 0.0, 0.0)]
+        """
+        if n_groups == 1:
+            return [cls.of(values)]
+        x = np.asarray(values, dtype=np.float64)
+        n = np.bincount(groups, minlength=n_groups)
+        mean = np.bincount(groups, weights=x, minlength=n_groups) / np.maximum(n, 1)
+        d = x - mean[groups]
+        m2 = np.bincount(groups, weights=d * d, minlength=n_groups)
+        return [cls(k, mu, s) for k, mu, s in zip(n.tolist(), mean.tolist(), m2.tolist())]
+
     def update(self, values: Any) -> Moments:
         """Add a batch of values in place."""
-        other = Moments.of(values)
+        return self.add(Moments.of(values))
+
+    def add(self, other: Moments) -> Moments:
+        """Add another stream's moments in place."""
         self.n, self.mean, self.m2 = self._combine(other)
         return self
 
@@ -451,6 +509,26 @@ class BinaryAccumulator:
             ``y_score >= threshold``.
 
         """
+        self.update_groups([self], None, y_true, y_score, y_pred=y_pred)
+        return self
+
+    @staticmethod
+    def update_groups(
+        accumulators: Sequence[BinaryAccumulator], groups: Any, y_true: Any, y_score: Any = None, *, y_pred: Any = None
+    ) -> None:
+        """Add rows to several accumulators in one pass: row ``i`` goes to ``accumulators[groups[i]]``.
+
+        The same as each accumulator's :meth:`update` with its rows, in their order (the loss
+        means up to their last digits, see :meth:`Moments.of_groups`), without a pass per
+        accumulator: a batch of joined rows brings a few rows to each of many segments. The
+        accumulators must share ``positive_label`` and ``threshold``.
+
+        >>> a, b = BinaryAccumulator(), BinaryAccumulator()
+        >>> BinaryAccumulator.update_groups([a, b], np.array([0, 1, 0]), [1, 0, 0], [0.9, 0.2, 0.7])
+        >>> a.confusion, b.confusion
+        ({'tp': 1, 'fp': 1, 'tn': 0, 'fn': 0}, {'tp': 0, 'fp': 0, 'tn': 1, 'fn': 0})
+        """
+        first = _same_kind(accumulators, BinaryAccumulator, "positive_label", "threshold")
         if y_score is None and y_pred is None:
             raise ValueError("update needs y_score or y_pred, got neither")
         yt = _as_1d(y_true, "y_true")
@@ -458,34 +536,48 @@ class BinaryAccumulator:
         yp = None if y_pred is None else _as_1d(y_pred, "y_pred")
         n = _check_lengths(y_true=yt, y_score=ys, y_pred=yp)
         if n == 0:
-            return self
+            return
+        n_groups = len(accumulators)
+        ids = _group_ids(groups, n, n_groups)
         bad = _missing(yt)
         if ys is not None:
             bad |= ~np.isfinite(ys)
         if yp is not None:
             bad |= _missing(yp)
         if bad.any():
-            self.n_invalid += int(bad.sum())
+            for acc, k in zip(accumulators, np.bincount(ids[bad], minlength=n_groups).tolist()):
+                acc.n_invalid += k
             ok = ~bad
-            yt = yt[ok]
+            yt, ids = yt[ok], ids[ok]
             ys = None if ys is None else ys[ok]
             yp = None if yp is None else yp[ok]
         if ys is not None:
             _check_probabilities(ys, "y_score")
-        truth = _is_label(yt, self.positive_label)
-        pred = ys >= self.threshold if yp is None else _is_label(yp, self.positive_label)
+        truth = _is_label(yt, first.positive_label)
+        pred = ys >= first.threshold if yp is None else _is_label(yp, first.positive_label)
         # Confusion cell index tp=0, fp=1, tn=2, fn=3 from (truth, pred) in one bincount.
         cell = np.where(pred, np.where(truth, 0, 1), np.where(truth, 3, 2))
-        self._counts += np.bincount(cell, minlength=4)
+        counts = np.bincount(ids * 4 + cell, minlength=4 * n_groups).reshape(n_groups, 4)
+        for acc, row in zip(accumulators, counts):
+            acc._counts += row
         if ys is None or not len(ys):
-            return self
+            return
         comp = 1.0 - ys
-        self._log_loss.update(-np.log(np.clip(np.where(truth, ys, comp), _EPS, 1.0 - _EPS)))
+        losses = Moments.of_groups(-np.log(np.clip(np.where(truth, ys, comp), _EPS, 1.0 - _EPS)), ids, n_groups)
         miss = np.where(truth, comp, ys)
-        self._brier.update(miss * miss)
-        self.n_scored_positive += int(truth.sum())
-        self._reservoir.add(ys, truth.view(np.uint8))
-        return self
+        briers = Moments.of_groups(miss * miss, ids, n_groups)
+        positives = np.bincount(ids[truth], minlength=n_groups).tolist()
+        order, bounds = _spans(ids, n_groups)
+        if order is not None:
+            ys, truth = ys[order], truth[order]
+        flags = truth.view(np.uint8)
+        for k, acc in enumerate(accumulators):
+            lo, hi = bounds[k], bounds[k + 1]
+            if lo < hi:
+                acc._log_loss.add(losses[k])
+                acc._brier.add(briers[k])
+                acc.n_scored_positive += positives[k]
+                acc._reservoir.add(ys[lo:hi], flags[lo:hi])
 
     @property
     def n(self) -> int:
@@ -721,11 +813,29 @@ class MulticlassAccumulator:
             Log loss and Brier use the rows that carry them.
 
         """
+        self.update_groups([self], None, y_true, y_pred, proba=proba)
+        return self
+
+    @staticmethod
+    def update_groups(
+        accumulators: Sequence[MulticlassAccumulator], groups: Any, y_true: Any, y_pred: Any = None, *, proba: Any = None
+    ) -> None:
+        """Add rows to several accumulators in one pass: row ``i`` goes to ``accumulators[groups[i]]``.
+
+        As :meth:`BinaryAccumulator.update_groups`; the accumulators must share ``classes``.
+
+        >>> a, b = MulticlassAccumulator(["x", "y"]), MulticlassAccumulator(["x", "y"])
+        >>> MulticlassAccumulator.update_groups([a, b], np.array([1, 1, 0]), ["x", "y", "y"], ["x", "x", "y"])
+        >>> a.n, b.confusion_matrix().tolist()
+        (1, [[1, 0], [1, 0]])
+        """
+        first = _same_kind(accumulators, MulticlassAccumulator, "classes")
         if y_pred is None and proba is None:
             raise ValueError("update needs y_pred or proba, got neither")
         yt = _as_1d(y_true, "y_true")
         yp = None if y_pred is None else _as_1d(y_pred, "y_pred")
         pm = None
+        k = len(first.classes)
         if proba is not None:
             try:
                 pm = np.asarray(proba, dtype=np.float64)
@@ -733,37 +843,42 @@ class MulticlassAccumulator:
                 raise ValueError(
                     f"proba must be a 2-d array of numbers, got {proba!r:.80}"
                 ) from exc
-            k = len(self.classes)
             if pm.ndim != 2 or pm.shape[1] != k:
                 raise ValueError(f"proba must have shape (n, {k}), got {pm.shape}")
         n = _check_lengths(y_true=yt, y_pred=yp, proba=pm)
         if n == 0:
-            return self
+            return
+        n_groups = len(accumulators)
+        ids = _group_ids(groups, n, n_groups)
         bad = _missing(yt)
         if yp is not None:
             bad |= _missing(yp)
         if pm is not None:
             bad |= ~np.isfinite(pm).all(axis=1)
         if bad.any():
-            self.n_invalid += int(bad.sum())
+            for acc, count in zip(accumulators, np.bincount(ids[bad], minlength=n_groups).tolist()):
+                acc.n_invalid += count
             ok = ~bad
-            yt = yt[ok]
+            yt, ids = yt[ok], ids[ok]
             yp = None if yp is None else yp[ok]
             pm = None if pm is None else pm[ok]
         if pm is not None:
             _check_probabilities(pm, "proba")
-        t = self._index(yt, "y_true")
-        p = self._index(yp, "y_pred") if yp is not None else np.argmax(pm, axis=1)
-        k = len(self.classes)
-        self._cm += np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+        t = first._index(yt, "y_true")
+        p = first._index(yp, "y_pred") if yp is not None else np.argmax(pm, axis=1)
+        cells = np.bincount((ids * k + t) * k + p, minlength=n_groups * k * k).reshape(n_groups, k, k)
+        for acc, cm in zip(accumulators, cells):
+            acc._cm += cm
         if pm is None or not len(t):
-            return self
+            return
         rows = np.arange(len(t))
         p_true = np.clip(pm[rows, t], _EPS, 1.0 - _EPS)
-        self._log_loss.update(-np.log(p_true))
         sq = (pm * pm).sum(axis=1) - 2.0 * pm[rows, t] + 1.0
-        self._brier.update(sq)
-        return self
+        for acc, loss, brier in zip(
+            accumulators, Moments.of_groups(-np.log(p_true), ids, n_groups), Moments.of_groups(sq, ids, n_groups)
+        ):
+            acc._log_loss.add(loss)
+            acc._brier.add(brier)
 
     @property
     def n(self) -> int:
@@ -893,22 +1008,47 @@ class RegressionAccumulator:
 
     def update(self, y_true: Any, y_pred: Any) -> RegressionAccumulator:
         """Add a batch of (label, prediction) rows."""
+        self.update_groups([self], None, y_true, y_pred)
+        return self
+
+    @staticmethod
+    def update_groups(accumulators: Sequence[RegressionAccumulator], groups: Any, y_true: Any, y_pred: Any) -> None:
+        """Add rows to several accumulators in one pass: row ``i`` goes to ``accumulators[groups[i]]``.
+
+        As :meth:`BinaryAccumulator.update_groups`.
+
+        >>> a, b = RegressionAccumulator(), RegressionAccumulator()
+        >>> RegressionAccumulator.update_groups([a, b], np.array([0, 1, 0]), [1.0, 2.0, 3.0], [1.5, 2.0, 2.0])
+        >>> a.metrics()["mae"], b.metrics()["mae"]
+        (0.75, 0.0)
+        """
+        _same_kind(accumulators, RegressionAccumulator)
         yt = _as_1d(y_true, "y_true", np.float64)
         yp = _as_1d(y_pred, "y_pred", np.float64)
-        if _check_lengths(y_true=yt, y_pred=yp) == 0:
-            return self
+        n = _check_lengths(y_true=yt, y_pred=yp)
+        if n == 0:
+            return
+        n_groups = len(accumulators)
+        ids = _group_ids(groups, n, n_groups)
         ok = np.isfinite(yt) & np.isfinite(yp)
         if not ok.all():
-            self.n_invalid += int((~ok).sum())
-            yt, yp = yt[ok], yp[ok]
+            for acc, count in zip(accumulators, np.bincount(ids[~ok], minlength=n_groups).tolist()):
+                acc.n_invalid += count
+            yt, yp, ids = yt[ok], yp[ok], ids[ok]
         err = yp - yt
         abs_err = np.abs(err)
-        self._y.update(yt)
-        self._abs.update(abs_err)
-        self._sq.update(err * err)
         nz = yt != 0
-        self._ape.update(abs_err[nz] / np.abs(yt[nz]))
-        return self
+        for acc, y, a, sq, ape in zip(
+            accumulators,
+            Moments.of_groups(yt, ids, n_groups),
+            Moments.of_groups(abs_err, ids, n_groups),
+            Moments.of_groups(err * err, ids, n_groups),
+            Moments.of_groups(abs_err[nz] / np.abs(yt[nz]), ids[nz], n_groups),
+        ):
+            acc._y.add(y)
+            acc._abs.add(a)
+            acc._sq.add(sq)
+            acc._ape.add(ape)
 
     @property
     def n(self) -> int:

@@ -37,7 +37,7 @@ from driftline.reference import (
     category,
     feature_frame,
     new_metric_accumulator,
-    update_metric_accumulator,
+    update_metric_accumulators,
 )
 from driftline.streams.columns import PredictionColumns
 from driftline.streams.join import LabeledRow
@@ -292,6 +292,21 @@ def segment_keys(spec: ModelSpec, values: tuple[Any, ...]) -> list[str]:
     return [ALL, *(segment_key(name, value) for name, value in zip(spec.segments, values))]
 
 
+def _objects(values: list[Any]) -> np.ndarray:
+    """``values`` as a 1-d object array (``np.array`` would make an array of tuples 2-d)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _segment(window: PerformanceWindow, spec: ModelSpec, key: str) -> Segment:
+    """The window's segment ``key``, created empty when it has none."""
+    segment = window.segments.get(key)
+    if segment is None:
+        segment = window.segments[key] = Segment(0, new_metric_accumulator(spec))
+    return segment
+
+
 class PerformanceProcessor:
     """Windowed performance of joined rows, re-emitted as late labels arrive."""
 
@@ -330,65 +345,75 @@ class PerformanceProcessor:
         for (version, start, *values), idx in group_rows([batch.version, window_starts(batch.ts, spec.window_ms), *segments]):
             window = self._window(model, version, start)
             for key in segment_keys(spec, tuple(values)):
-                segment = window.segments.get(key)
-                if segment is None:
-                    segment = window.segments[key] = Segment(0, new_metric_accumulator(spec))
-                segment.n_predictions += len(idx)
+                _segment(window, spec, key).n_predictions += len(idx)
             self.state[("perf", model, version, start)] = window
         watermark = int(batch.ts.max())
         if watermark > self.watermark(model):
             self.state[("watermark", model)] = watermark
 
     def add_labeled(self, rows: list[LabeledRow]) -> None:
-        """Accumulate joined rows into the window and segments of their prediction."""
+        """Accumulate joined rows into the window and segments of their prediction.
+
+        A model's rows go to their segments' accumulators in one pass
+        (:func:`~driftline.reference.update_metric_accumulators`): a batch brings a few rows to
+        each of many (window, segment) pairs, and a pass per pair cost more than its rows.
+        """
         if not rows:
             return
         window_ms = {model: ref.spec.window_ms for model, ref in self.references.items()}
         models = np.array([r.model for r in rows], dtype=object)
         ts = np.array([r.prediction_ts for r in rows], dtype=np.int64)
         spans = np.array([window_ms[m] for m in models.tolist()], dtype=np.int64) if len(window_ms) > 1 else next(iter(window_ms.values()))
+        starts = ts - ts % spans
         versions = np.array([r.version for r in rows], dtype=object)
-        labels = [r.label for r in rows]
-        predictions = [r.prediction for r in rows]
-        scores = [r.score for r in rows]
-        probabilities = [r.probabilities for r in rows]
         values = [r.segment_values for r in rows]
-        for (model, version, start), idx in group_rows([models, versions, ts - ts % spans]):
-            ref = self.references[model]
-            spec = ref.spec
-            if ("perf", model, version, start) not in self.state and self._dropped(spec, model, start):
-                # The join refuses labels older than the TTL, so this only guards the invariant
-                # that a dropped window is never rebuilt from a partial set of rows.
-                self.late_labels += len(idx)
-                continue
-            window = self._window(model, version, start)
-            picked = idx.tolist()
-            by_segment: dict[str, list[int]] = {ALL: picked}
-            for k, name in enumerate(spec.segments):
-                column = np.array([values[i][k] for i in picked], dtype=object)
-                for (value,), sub in group_rows([column]):
-                    by_segment.setdefault(segment_key(name, value), []).extend(picked[j] for j in sub.tolist())
-            for key, chosen in by_segment.items():
-                segment = window.segments.get(key)
-                if segment is None:
-                    segment = window.segments[key] = Segment(0, new_metric_accumulator(spec))
-                update_metric_accumulator(
-                    spec, segment.metrics, [labels[i] for i in chosen], [predictions[i] for i in chosen],
-                    [scores[i] for i in chosen], [probabilities[i] for i in chosen],
+        by_model = [((models[0],), np.arange(len(rows)))] if len(window_ms) == 1 else group_rows([models])
+        for (model,), of_model in by_model:
+            spec = self.references[model].spec
+            accumulators: list[MetricAccumulator] = []
+            members: list[np.ndarray] = []
+            groups: list[np.ndarray] = []
+            # Segment values are category texts already (None: missing).
+            columns = [_objects([values[i][k] for i in of_model.tolist()]) for k in range(len(spec.segments))]
+            for (version, start), local in group_rows([versions[of_model], starts[of_model]]):
+                if ("perf", model, version, start) not in self.state and self._dropped(spec, model, start):
+                    # The join refuses labels older than the TTL, so this only guards the invariant
+                    # that a dropped window is never rebuilt from a partial set of rows.
+                    self.late_labels += len(local)
+                    continue
+                window = self._window(model, version, start)
+                picked = of_model[local]
+                members.append(picked)
+                groups.append(np.full(len(picked), len(accumulators)))
+                accumulators.append(_segment(window, spec, ALL).metrics)
+                for name, column in zip(spec.segments, columns):
+                    codes, uniques = pd.factorize(column[local], use_na_sentinel=False)
+                    members.append(picked)
+                    groups.append(codes + len(accumulators))
+                    accumulators.extend(_segment(window, spec, segment_key(name, value)).metrics for value in uniques.tolist())
+                self._add_window_rows(spec, window, [rows[i] for i in picked.tolist()])
+            if accumulators:
+                take = np.concatenate(members)
+                chosen = [rows[i] for i in take.tolist()]
+                update_metric_accumulators(
+                    spec, accumulators, np.concatenate(groups), [r.label for r in chosen], [r.prediction for r in chosen],
+                    [r.score for r in chosen], [r.probabilities for r in chosen],
                 )
-            batch_labels = [labels[i] for i in picked]
-            if window.labels is not None:
-                window.labels.update(np.array(batch_labels, dtype=float if spec.task == "regression" else object))
-            if window.fairness is not None:
-                n_seg = len(spec.segments)
-                window.fairness.update(
-                    categorical_values([values[i][n_seg] for i in picked]),
-                    np.array(batch_labels),
-                    np.array([predictions[i] for i in picked]),
-                )
-            window.n_labeled += len(picked)
-            window.dirty = True
-            self.state[("perf", model, version, start)] = window
+
+    def _add_window_rows(self, spec: ModelSpec, window: PerformanceWindow, rows: list[LabeledRow]) -> None:
+        """What a window keeps of its joined rows besides the segments' metrics: the label
+        profile (target drift), fairness, and the count."""
+        labels = [r.label for r in rows]
+        if window.labels is not None:
+            window.labels.update(np.array(labels, dtype=float if spec.task == "regression" else object))
+        if window.fairness is not None:
+            n_seg = len(spec.segments)
+            window.fairness.update(
+                categorical_values([r.segment_values[n_seg] for r in rows]), np.array(labels), np.array([r.prediction for r in rows])
+            )
+        window.n_labeled += len(rows)
+        window.dirty = True
+        self.state[("perf", window.model, window.version, window.start)] = window
 
     def emit_windows(self, force: bool = False) -> list[PerformanceWindow]:
         """Closed windows that changed since their last emission (all windows when ``force``).

@@ -202,6 +202,51 @@ def test_merge_equals_concatenation(task, metric, data):
     assert close(batched.metrics()[metric], whole.metrics()[metric], 1e-12)
 
 
+def feed_groups(task, accs, groups, data):
+    x, z = data[0], data[1]
+    if task == "multiclass":
+        MulticlassAccumulator.update_groups(accs, groups, x, proba=z)
+    else:
+        type(accs[0]).update_groups(accs, groups, x, z)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize(("task", "metric"), CASES, ids=CASE_IDS)
+@settings(deadline=None, max_examples=12)
+@given(data=st.data())
+def test_grouped_update_equals_sklearn_per_group(task, metric, data):
+    d = data.draw(STRATEGY[task]())
+    n_groups = data.draw(st.integers(1, 4))
+    groups = data.draw(hnp.arrays(np.int64, len(d[0]), elements=st.integers(0, n_groups - 1)))
+    accs = [make(task) for _ in range(n_groups)]
+    feed_groups(task, accs, groups, d)
+    for g, acc in enumerate(accs):
+        rows = (d[0][groups == g], d[1][groups == g])
+        alone = feed(task, make(task), rows)
+        assert acc.n == alone.n == len(rows[0])
+        assert close(acc.metrics()[metric], reference(task, metric, rows)), (g, acc.metrics()[metric])
+        assert close(acc.metrics()[metric], alone.metrics()[metric], 1e-12)
+        if task == "binary":
+            np.testing.assert_array_equal(acc.auc_sample()[0], alone.auc_sample()[0])
+
+
+def test_grouped_update_counts_invalid_rows_per_group_and_checks_its_inputs():
+    a, b = BinaryAccumulator(), BinaryAccumulator()
+    BinaryAccumulator.update_groups([a, b], np.array([0, 1, 1]), [1, None, 0], [0.9, 0.5, np.inf])
+    assert (a.n, a.n_invalid, b.n, b.n_invalid) == (1, 0, 0, 2)
+    with pytest.raises(ValueError, match="groups must index accumulators"):
+        BinaryAccumulator.update_groups([a], np.array([0, 1]), [1, 0], [0.2, 0.3])
+    with pytest.raises(ValueError, match="groups must be a 1-d array of 2 ints"):
+        BinaryAccumulator.update_groups([a, b], np.array([0.0, 1.0]), [1, 0], [0.2, 0.3])
+    with pytest.raises(ValueError, match="same positive_label and threshold"):
+        BinaryAccumulator.update_groups([a, BinaryAccumulator(threshold=0.3)], np.array([0, 1]), [1, 0], [0.2, 0.3])
+    with pytest.raises(ValueError, match="same classes"):
+        MulticlassAccumulator.update_groups([MulticlassAccumulator(["a", "b"]), MulticlassAccumulator(["b", "a"])], None, ["a"], ["a"])
+    r = RegressionAccumulator()
+    RegressionAccumulator.update_groups([r, RegressionAccumulator()], np.array([0, 0]), [1.0, np.nan], [1.0, 2.0])
+    assert (r.n, r.n_invalid) == (1, 1)
+
+
 @pytest.mark.parametrize(("task", "metric"), CASES, ids=CASE_IDS)
 def test_empty_window_is_nan(task, metric):
     acc = make(task)
