@@ -11,9 +11,10 @@ rows are the same whenever they are written again, so their order and timing do 
 Window metrics, drift results and alerts are revisions of one key and are never held back.
 
 A sink that holds rows back also writes off the caller's thread: one writer thread takes every
-insert, window results included, in order, up to ``buffer_rows`` rows ahead of the caller, who
-meanwhile computes the next batch (chDB releases the GIL while it inserts, so on two cores the
-inserts of a Faust worker overlap its pipeline). :meth:`StoreSink.flush` returns once everything
+insert, window results included, in order, while the caller computes the next batches (chDB
+releases the GIL while it inserts, so on two cores the inserts of a Faust worker overlap its
+pipeline). A block of held rows is handed over once the block before it is in the store, so at
+most one block is in flight besides the rows held. :meth:`StoreSink.flush` returns once everything
 handed over is in the store (a worker flushes before each checkpoint). A failed insert's error is
 raised once, by the first call that waits for the writer: :meth:`~StoreSink.flush`,
 :meth:`~StoreSink.write_pending`, :meth:`~StoreSink.wait_writes`, or a write that hands over more
@@ -163,13 +164,12 @@ class StoreSink:
         batch = to_arrow_batch(table, columns)
         with self._lock:
             self._submit(table, batch)
+            self._settle(self.buffer_rows)
 
     def _submit(self, table: str, batch: pa.Table) -> None:
         assert self._writer is not None
         self._in_flight.append((self._writer.submit(self.store.insert_arrow, table, batch), batch.num_rows))
         self._rows_in_flight += batch.num_rows
-        # Memory stays bounded: at most ``buffer_rows`` rows in inserts not done, besides those held.
-        self._settle(self.buffer_rows)
 
     def _settle(self, rows: int | None) -> None:
         """Collect finished inserts, waiting while more than ``rows`` rows are in unfinished ones
@@ -197,6 +197,9 @@ class StoreSink:
                 self._write_all()
 
     def _write_all(self) -> None:
+        # Back-pressure: the block before must be in the store first. Waiting only for the rows
+        # beyond a limit instead made a block wait for its own first table's insert.
+        self._settle(0)
         for table in list(self._pending):
             self._write_table(table)
 
