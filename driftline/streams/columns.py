@@ -218,10 +218,17 @@ class PredictionDecoder:
                 chosen = columns_ == column
                 target[rows[chosen]] = values[chosen]
         strings = np.empty(count + 1, dtype=object)
-        # Interned: the few distinct versions, roles and categories of a batch are held by every
-        # prediction that waits in the join for its label.
-        strings[:count] = list(map(intern, scan.gather(buf, spans, count).tobytes().decode("ascii").split("\x00")[:count]))
+        strings[:count] = scan.gather(buf, spans, count).tobytes().decode("ascii").split("\x00")[:count]
         strings[count] = None
+        # Interned: the few distinct versions, roles, categories and class labels of a batch are
+        # held by every prediction that waits in the join for its label. Entity ids and hosts,
+        # about one new string per prediction, are not: interning them cost more than it saved.
+        held = np.zeros(count + 1, dtype=bool)
+        held[texts[:, 1:3]] = True
+        held[feature_text[feature_kind == scan.STRING]] = True
+        held[prediction_text[prediction_kind == scan.STRING]] = True
+        for code in np.flatnonzero(held[:count]).tolist():
+            strings[code] = intern(strings[code])
         good = ok.view(bool)
         good &= lengths <= self.limits.max_event_bytes
         id_length = event_ids[:, 1] - event_ids[:, 0]
@@ -231,8 +238,9 @@ class PredictionDecoder:
         numeric_score = (score_kind == scan.INT) | (score_kind == scan.FLOAT)
         good &= (score_kind <= scan.NULL) | (numeric_score & (score >= 0.0) & (score <= 1.0))
         good &= (latency_kind <= scan.NULL) | (latency_kind == scan.INT) | (latency_kind == scan.FLOAT)
-        model_of_string = np.array([self._model_index.get(s, -1) for s in strings[:count]] + [-1], dtype=np.int64)
-        model = np.where(good, model_of_string[texts[:, 0]], -1)
+        named, model_codes = np.unique(texts[:, 0], return_inverse=True)
+        model_of_name = np.array([self._model_index.get(s, -1) for s in strings[named].tolist()], dtype=np.int64)
+        model = np.where(good, model_of_name[model_codes], -1)
         out: dict[str, PredictionColumns] = {}
         taken = np.zeros(n, dtype=bool)
         for index, name in enumerate(self._models):
