@@ -299,14 +299,18 @@ def test_dictionary_encoded_columns_pass_through(store):
     batch = to_arrow_batch(
         PREDICTIONS,
         {"event_id": ["a", "b", "c"], "model": constant, "version": constant, "host": constant, "ts": [NOW] * n,
-         "features.keys": ["x"], "features.values": np.array([[1.0], [np.nan], [3.0]])},
+         "features.keys": ["x"], "features.values": np.array([[1.0], [np.nan], [3.0]]),
+         "cat_features.keys": ["r", "k"],
+         "cat_features.values": np.array([["n", None], ["s", "n"], [np.nan, "n"]], dtype=object)},
     )
     assert pa.types.is_dictionary(batch.schema.field("model").type)
     assert pa.types.is_dictionary(batch.schema.field("features").type.key_type)
+    assert pa.types.is_dictionary(batch.schema.field("cat_features").type.item_type)
     store.insert_arrow(PREDICTIONS, batch)
-    rows = store.query("SELECT model, host, features FROM driftline.predictions FINAL ORDER BY event_id").to_pylist()
+    rows = store.query("SELECT model, host, features, cat_features FROM driftline.predictions FINAL ORDER BY event_id").to_pylist()
     assert [r["host"] for r in rows] == ["credit"] * 3
     assert [r["features"] for r in rows] == [[("x", 1.0)], [], [("x", 3.0)]]
+    assert [r["cat_features"] for r in rows] == [[("r", "n")], [("r", "s"), ("k", "n")], [("k", "n")]]
 
 
 def test_replay_does_not_double_count(store):

@@ -151,12 +151,14 @@ def test_driftline_schema_columns_convert_to_driver_values():
     data = to_arrow_batch(PREDICTIONS, {
         "event_id": ["a", "b"], "model": ["m", "m"], "version": ["v1", "v1"], "ts": [1_700_000_000_123, 1_700_000_000_456],
         "features.keys": ["x", "y"], "features.values": np.array([[1.0, np.nan], [2.0, 3.0]]),
+        "cat_features.keys": ["r"], "cat_features.values": np.array([["n"], [None]], dtype=object),
         "score": [0.5, None],
     })
     spec = TABLES[PREDICTIONS]
     values = {n: _python_values(data.column(n).combine_chunks(), spec.by_name[n].type) for n in data.column_names}
     assert values["ts"] == [1_700_000_000_123, 1_700_000_000_456]
     assert values["features"] == [{"x": 1.0}, {"x": 2.0, "y": 3.0}]
+    assert values["cat_features"] == [{"r": "n"}, {}]
     assert values["score"] == [0.5, None]
     assert values["model"] == ["m", "m"]
 

@@ -26,10 +26,11 @@ import io
 import math
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -44,9 +45,6 @@ from driftline.storage.schema import (
     check_retention,
     modify_ttl_sql,
 )
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = [
     "Backend",
@@ -203,18 +201,21 @@ def bind_params(params: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _accepted_type(actual: pa.DataType, target: pa.DataType) -> pa.DataType:
-    """``actual`` when it is ``target`` dictionary-encoded (also as map keys), else ``target``."""
+    """``actual`` when it is ``target`` dictionary-encoded (also as map keys or values), else ``target``."""
     if pa.types.is_dictionary(actual) and actual.value_type == target:
         return actual
     if (
         pa.types.is_map(actual)
         and pa.types.is_map(target)
-        and pa.types.is_dictionary(actual.key_type)
-        and actual.key_type.value_type == target.key_type
-        and actual.item_type == target.item_type
+        and _plain(actual.key_type) == target.key_type
+        and _plain(actual.item_type) == target.item_type
     ):
         return actual
     return target
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    return t.value_type if pa.types.is_dictionary(t) else t
 
 
 def _column_array(spec: TableSpec, name: str, values: Any) -> pa.Array:
@@ -287,6 +288,14 @@ def _dense_map(spec: TableSpec, name: str, keys: list, values: np.ndarray) -> pa
         if flat.dtype.kind == "f":
             keep = ~np.isnan(flat)
             items = pa.array(flat[keep] if not keep.all() else flat, atype.item_type)
+        elif flat.dtype.kind == "O" and pa.types.is_string(atype.item_type):
+            # Categories repeat: dictionary-encoded, each distinct text is converted once (a
+            # conversion per cell was most of a prediction batch's conversion time).
+            codes, uniques = pd.factorize(flat, use_na_sentinel=True)
+            keep = codes >= 0
+            items = pa.DictionaryArray.from_arrays(
+                pa.array(codes[keep] if not keep.all() else codes, pa.int32()), pa.array(uniques, atype.item_type)
+            )
         else:
             items = pa.array(flat, atype.item_type, from_pandas=True)
             keep = np.asarray(items.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
