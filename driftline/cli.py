@@ -392,7 +392,7 @@ def simulate(broker: str, rate: float, n_events: int, seed: int, partitions: int
               help="Partition count of the topics (created when missing; existing ones must have it).")
 @click.option("--replication", type=click.IntRange(min=1), default=1, show_default=True,
               help="Replication factor for topics that do not exist yet.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=10_000, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=25_000, show_default=True,
               help="Most input messages per fetch, the unit the worker processes, stores and publishes.")
 @click.option("--checkpoint-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds between state checkpoints (bounds the work replayed after a crash).")

@@ -133,7 +133,7 @@ class WorkerSettings:
     group: str
     partitions: int
     topics: Topics = Topics()
-    batch_size: int = 10_000
+    batch_size: int = 25_000
     checkpoint_interval: float = 10.0
     session_timeout: float = 10.0
     status_file: str | None = None
