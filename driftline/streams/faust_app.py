@@ -171,9 +171,16 @@ def _delivered(delivery: Any) -> bool:
 _LABELED_ENCODER = msgspec.json.Encoder()
 
 
-def labeled_value(row: LabeledRow) -> bytes:
-    """The JSON of a joined row on the labeled topic (its fields, in order)."""
-    return _LABELED_ENCODER.encode(row)
+def labeled_values(rows: list[LabeledRow]) -> list[bytes]:
+    """Per joined row, its JSON on the labeled topic (its fields, in order).
+
+    Encoded as JSON Lines in one call and split at the newlines (JSON escapes a newline inside a
+    string): an ``encode`` per row cost twice as much, most of it the call.
+
+    >>> labeled_values([LabeledRow("e1", "m", "v1", "champion", ("north",), 1, 2, 1, 0.9, None, 1, "s")])
+    [b'{"event_id":"e1","model":"m","version":"v1","role":"champion","segment_values":["north"],"prediction_ts":1,"label_ts":2,"prediction":1,"score":0.9,"probabilities":null,"label":1,"source":"s"}']
+    """
+    return _LABELED_ENCODER.encode_lines(rows).split(b"\n")[:-1]
 
 
 def _crash() -> None:
@@ -375,8 +382,9 @@ class Worker:
         for partition, key, value in sent:
             deliveries.append(await send(self.partials_name, key, value, partition, None, None))
         if out.labeled:
+            keys = {model: model.encode() for model in {row.model for row in out.labeled}}
             deliveries.extend(await self._batches.send(
-                topics.labeled, [(row.model.encode(), labeled_value(row), []) for row in out.labeled]
+                topics.labeled, [(keys[row.model], value, []) for row, value in zip(out.labeled, labeled_values(out.labeled))]
             ))
         for alert in out.alerts:
             deliveries.append(await send(topics.alerts, alert.alert_id.encode(), encode(alert), None, None, None))
