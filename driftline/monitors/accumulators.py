@@ -63,6 +63,14 @@ def _new_generator(seed: int | list[int]) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(seed))
 
 
+def _grown(values: np.ndarray, size: int) -> np.ndarray:
+    """A new array of ``size`` slots starting with ``values``, the rest zero (``np.resize`` fills
+    it with repeats, at several times the cost; zeros keep a pickled accumulator deterministic)."""
+    out = np.zeros(size, dtype=values.dtype)
+    out[: values.size] = values
+    return out
+
+
 def _as_float_array(values: Any) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     return arr.ravel() if arr.ndim != 1 else arr
@@ -268,8 +276,8 @@ class NumericAccumulator:
         if end <= 2 * self.capacity:
             if end > self._values.size:
                 size = min(2 * self.capacity, max(end, 2 * self._values.size, 64))
-                self._values = np.resize(self._values[: self._fill], size)
-                self._keys = np.resize(self._keys[: self._fill], size)
+                self._values = _grown(self._values[: self._fill], size)
+                self._keys = _grown(self._keys[: self._fill], size)
             self._values[self._fill : end] = x
             self._keys[self._fill : end] = keys
             self._fill = end
@@ -289,8 +297,8 @@ class NumericAccumulator:
             values, keys = values[idx], keys[idx]
             self._threshold = float(keys.max())
         size = max(values.size, min(2 * k, 64))
-        self._values = np.resize(values, size)
-        self._keys = np.resize(keys, size)
+        self._values = _grown(values, size)
+        self._keys = _grown(keys, size)
         self._fill = values.size
 
     def _compact(self) -> None:
