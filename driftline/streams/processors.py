@@ -373,6 +373,7 @@ class PerformanceProcessor:
             accumulators: list[MetricAccumulator] = []
             members: list[np.ndarray] = []
             groups: list[np.ndarray] = []
+            touched: list[PerformanceWindow] = []
             # Segment values are category texts already (None: missing).
             columns = [_objects([values[i][k] for i in of_model.tolist()]) for k in range(len(spec.segments))]
             for (version, start), local in group_rows([versions[of_model], starts[of_model]]):
@@ -392,6 +393,7 @@ class PerformanceProcessor:
                     groups.append(codes + len(accumulators))
                     accumulators.extend(_segment(window, spec, segment_key(name, value)).metrics for value in uniques.tolist())
                 self._add_window_rows(spec, window, [rows[i] for i in picked.tolist()])
+                touched.append(window)
             if accumulators:
                 take = np.concatenate(members)
                 chosen = [rows[i] for i in take.tolist()]
@@ -399,6 +401,8 @@ class PerformanceProcessor:
                     spec, accumulators, np.concatenate(groups), [r.label for r in chosen], [r.prediction for r in chosen],
                     [r.score for r in chosen], [r.probabilities for r in chosen],
                 )
+            for window in touched:
+                self.state[("perf", window.model, window.version, window.start)] = window
 
     def _add_window_rows(self, spec: ModelSpec, window: PerformanceWindow, rows: list[LabeledRow]) -> None:
         """What a window keeps of its joined rows besides the segments' metrics: the label
@@ -413,7 +417,6 @@ class PerformanceProcessor:
             )
         window.n_labeled += len(rows)
         window.dirty = True
-        self.state[("perf", window.model, window.version, window.start)] = window
 
     def emit_windows(self, force: bool = False) -> list[PerformanceWindow]:
         """Closed windows that changed since their last emission (all windows when ``force``).
