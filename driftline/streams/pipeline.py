@@ -17,6 +17,7 @@ from itertools import compress
 from operator import attrgetter
 from typing import Any, Callable, Iterable
 
+import msgspec
 import numpy as np
 
 from driftline.config import ModelSpec
@@ -35,8 +36,10 @@ _kind = attrgetter("kind")
 _data = attrgetter("data")
 
 
-@dataclass(slots=True)
-class Message:
+# A msgspec Struct rather than a dataclass: a label that waits for its prediction keeps its
+# message (for the dead letter if it never joins), and ``gc=False`` keeps the many waiting ones
+# out of the cyclic collector's walks (they hold only strings and bytes).
+class Message(msgspec.Struct, gc=False):
     """One raw message: which stream it came from, its bytes, and where it came from."""
 
     kind: str
