@@ -293,7 +293,7 @@ def test_map_input_forms_store_the_same(tmp_path):
     assert got == expected[1:]
 
 
-def test_dictionary_encoded_columns_pass_through(store):
+def test_dictionary_encoded_columns_pass_through(store, monkeypatch):
     n = 3
     constant = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["credit"]))
     batch = to_arrow_batch(
@@ -306,7 +306,11 @@ def test_dictionary_encoded_columns_pass_through(store):
     assert pa.types.is_dictionary(batch.schema.field("model").type)
     assert pa.types.is_dictionary(batch.schema.field("features").type.key_type)
     assert pa.types.is_dictionary(batch.schema.field("cat_features").type.item_type)
+    sent = []
+    insert = store.backend.insert
+    monkeypatch.setattr(store.backend, "insert", lambda table, data, settings: (sent.append(data), insert(table, data, settings)))
     store.insert_arrow(PREDICTIONS, batch)
+    assert sent[0].schema == batch.schema  # handed to the engine as they are, not cast
     rows = store.query("SELECT model, host, features, cat_features FROM driftline.predictions FINAL ORDER BY event_id").to_pylist()
     assert [r["host"] for r in rows] == ["credit"] * 3
     assert [r["features"] for r in rows] == [[("x", 1.0)], [], [("x", 3.0)]]

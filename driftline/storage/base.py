@@ -207,14 +207,14 @@ def _accepted_type(actual: pa.DataType, target: pa.DataType) -> pa.DataType:
     if (
         pa.types.is_map(actual)
         and pa.types.is_map(target)
-        and _plain(actual.key_type) == target.key_type
-        and _plain(actual.item_type) == target.item_type
+        and _decoded_type(actual.key_type) == target.key_type
+        and _decoded_type(actual.item_type) == target.item_type
     ):
         return actual
     return target
 
 
-def _plain(t: pa.DataType) -> pa.DataType:
+def _decoded_type(t: pa.DataType) -> pa.DataType:
     return t.value_type if pa.types.is_dictionary(t) else t
 
 
