@@ -31,7 +31,7 @@ from driftline.streams.merge import Merger
 from driftline.streams.pipeline import Message, MessageBatch, Output, Pipeline
 from driftline.streams.processors import DriftWindow, PerformanceWindow
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 
 
 def partition_for(model: str, partitions: int) -> int:
