@@ -13,12 +13,12 @@ Window metrics, drift results and alerts are revisions of one key and are never 
 A sink that holds rows back also writes off the caller's thread: one writer thread takes every
 insert, window results included, in order, while the caller computes the next batches (chDB
 releases the GIL while it inserts, so on two cores the inserts of a Faust worker overlap its
-pipeline). A block of held rows is handed over once the block before it is in the store, so at
-most one block is in flight besides the rows held. :meth:`StoreSink.flush` returns once everything
-handed over is in the store (a worker flushes before each checkpoint). A failed insert's error is
-raised once, by the first call that waits for the writer: :meth:`~StoreSink.flush`,
-:meth:`~StoreSink.write_pending`, :meth:`~StoreSink.wait_writes`, or a write that hands over more
-than ``buffer_rows`` rows.
+pipeline). A block of held rows is handed over once everything handed over before it is in the
+store, so at most one block (and the window results since) is in flight besides the rows held.
+:meth:`StoreSink.flush` returns once everything handed over is in the store (a worker flushes
+before each checkpoint). A failed insert's error is raised once, by the first call after it
+failed: :meth:`~StoreSink.write`, :meth:`~StoreSink.flush`, :meth:`~StoreSink.write_pending` or
+:meth:`~StoreSink.wait_writes`.
 """
 
 from __future__ import annotations
@@ -136,20 +136,19 @@ class StoreSink:
         self.pending_rows = 0
         self.pending_since: float | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="driftline-sink") if buffer_rows else None
-        self._in_flight: deque[tuple[Future, int]] = deque()
-        self._rows_in_flight = 0
+        self._in_flight: deque[Future] = deque()
 
     def write_pending(self) -> None:
         """Write the rows held back and wait for the writer thread (a buffering store may still
         hold them; see :meth:`flush`)."""
         with self._lock:
             self._write_all()
-            self._settle(None)
+            self._settle(wait=True)
 
     def wait_writes(self) -> None:
         """Return once every insert handed to the writer thread is done; raises a failed one's error."""
         with self._lock:
-            self._settle(None)
+            self._settle(wait=True)
 
     def flush(self) -> None:
         """Write the rows held back, then wait until the store has everything written so far."""
@@ -164,20 +163,16 @@ class StoreSink:
         batch = to_arrow_batch(table, columns)
         with self._lock:
             self._submit(table, batch)
-            self._settle(self.buffer_rows)
 
     def _submit(self, table: str, batch: pa.Table) -> None:
         assert self._writer is not None
-        self._in_flight.append((self._writer.submit(self.store.insert_arrow, table, batch), batch.num_rows))
-        self._rows_in_flight += batch.num_rows
+        self._in_flight.append(self._writer.submit(self.store.insert_arrow, table, batch))
 
-    def _settle(self, rows: int | None) -> None:
-        """Collect finished inserts, waiting while more than ``rows`` rows are in unfinished ones
-        (all of them for ``None``). Under the lock."""
-        while self._in_flight and (rows is None or self._rows_in_flight > rows or self._in_flight[0][0].done()):
-            future, n = self._in_flight.popleft()
-            self._rows_in_flight -= n
-            future.result()
+    def _settle(self, wait: bool) -> None:
+        """Collect finished inserts, raising a failed one's error; with ``wait``, every insert
+        handed over first. Under the lock."""
+        while self._in_flight and (wait or self._in_flight[0].done()):
+            self._in_flight.popleft().result()
 
     def _raw(self, table: str, columns: Mapping[str, Any]) -> None:
         if not self.buffer_rows:
@@ -188,6 +183,7 @@ class StoreSink:
             held = self._pending.get(table)
             if held and held[0].schema != batch.schema:
                 # Rows go in arrival order (a table without a version column keeps the last).
+                self._settle(wait=True)
                 self._write_table(table)
             self._pending.setdefault(table, []).append(batch)
             self.pending_rows += batch.num_rows
@@ -197,15 +193,14 @@ class StoreSink:
                 self._write_all()
 
     def _write_all(self) -> None:
-        # Back-pressure: the block before must be in the store first. Waiting only for the rows
-        # beyond a limit instead made a block wait for its own first table's insert.
-        self._settle(0)
+        # Back-pressure: the block before must be in the store first (and an error it raises
+        # leaves this block held, to be written by the next call). Waiting only for the rows beyond
+        # a limit made a block wait for its own first table's insert.
+        self._settle(wait=True)
         for table in list(self._pending):
             self._write_table(table)
 
     def _write_table(self, table: str) -> None:
-        # No longer held before it is handed over: the hand-over may raise an earlier insert's
-        # error, and the block must not be written a second time with the next one.
         batches = self._pending.pop(table)
         self.pending_rows -= sum(batch.num_rows for batch in batches)
         if not self._pending:
@@ -213,6 +208,11 @@ class StoreSink:
         self._submit(table, pa.concat_tables(batches))
 
     def write(self, out: Output) -> None:
+        """Store an output's rows (or hold the raw ones back); raises the error of an insert that
+        failed since the last call."""
+        if self._writer is not None:
+            with self._lock:
+                self._settle(wait=False)
         now = int(time.time() * 1000)
         for batch in out.predictions:
             self._raw("predictions", self._predictions(batch))
