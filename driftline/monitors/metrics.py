@@ -129,6 +129,12 @@ def _same_kind(accumulators: Sequence[Any], kind: type, *params: str) -> Any:
     return first
 
 
+def _count_invalid(accumulators: Sequence[Any], ids: np.ndarray) -> None:
+    """Add the invalid rows of each group (``ids``: the group of each) to its accumulator."""
+    for acc, count in zip(accumulators, np.bincount(ids, minlength=len(accumulators)).tolist()):
+        acc.n_invalid += count
+
+
 def _spans(ids: np.ndarray, n_groups: int) -> tuple[np.ndarray | None, list[int]]:
     """The rows ordered by group (keeping their order within a group; ``None`` when already
     ordered) and where each group's rows start in that order (``n_groups + 1`` bounds)."""
@@ -545,8 +551,7 @@ class BinaryAccumulator:
         if yp is not None:
             bad |= _missing(yp)
         if bad.any():
-            for acc, k in zip(accumulators, np.bincount(ids[bad], minlength=n_groups).tolist()):
-                acc.n_invalid += k
+            _count_invalid(accumulators, ids[bad])
             ok = ~bad
             yt, ids = yt[ok], ids[ok]
             ys = None if ys is None else ys[ok]
@@ -856,8 +861,7 @@ class MulticlassAccumulator:
         if pm is not None:
             bad |= ~np.isfinite(pm).all(axis=1)
         if bad.any():
-            for acc, count in zip(accumulators, np.bincount(ids[bad], minlength=n_groups).tolist()):
-                acc.n_invalid += count
+            _count_invalid(accumulators, ids[bad])
             ok = ~bad
             yt, ids = yt[ok], ids[ok]
             yp = None if yp is None else yp[ok]
@@ -866,9 +870,12 @@ class MulticlassAccumulator:
             _check_probabilities(pm, "proba")
         t = first._index(yt, "y_true")
         p = first._index(yp, "y_pred") if yp is not None else np.argmax(pm, axis=1)
-        cells = np.bincount((ids * k + t) * k + p, minlength=n_groups * k * k).reshape(n_groups, k, k)
-        for acc, cm in zip(accumulators, cells):
-            acc._cm += cm
+        # Only the cells that occur are counted: groups x classes² can be large.
+        used, counts = np.unique((ids * k + t) * k + p, return_counts=True)
+        owner, cell = np.divmod(used, k * k)
+        starts = np.flatnonzero(np.diff(owner, prepend=-1)).tolist()
+        for lo, hi in zip(starts, [*starts[1:], len(used)]):
+            accumulators[int(owner[lo])]._cm.reshape(-1)[cell[lo:hi]] += counts[lo:hi]
         if pm is None or not len(t):
             return
         rows = np.arange(len(t))
@@ -1015,7 +1022,7 @@ class RegressionAccumulator:
     def update_groups(accumulators: Sequence[RegressionAccumulator], groups: Any, y_true: Any, y_pred: Any) -> None:
         """Add rows to several accumulators in one pass: row ``i`` goes to ``accumulators[groups[i]]``.
 
-        As :meth:`BinaryAccumulator.update_groups`.
+        As :meth:`BinaryAccumulator.update_groups` (all four moments up to their last digits).
 
         >>> a, b = RegressionAccumulator(), RegressionAccumulator()
         >>> RegressionAccumulator.update_groups([a, b], np.array([0, 1, 0]), [1.0, 2.0, 3.0], [1.5, 2.0, 2.0])
@@ -1032,8 +1039,7 @@ class RegressionAccumulator:
         ids = _group_ids(groups, n, n_groups)
         ok = np.isfinite(yt) & np.isfinite(yp)
         if not ok.all():
-            for acc, count in zip(accumulators, np.bincount(ids[~ok], minlength=n_groups).tolist()):
-                acc.n_invalid += count
+            _count_invalid(accumulators, ids[~ok])
             yt, yp, ids = yt[ok], yp[ok], ids[ok]
         err = yp - yt
         abs_err = np.abs(err)

@@ -293,7 +293,7 @@ def segment_keys(spec: ModelSpec, values: tuple[Any, ...]) -> list[str]:
 
 
 def _objects(values: list[Any]) -> np.ndarray:
-    """``values`` as a 1-d object array (``np.array`` would make an array of tuples 2-d)."""
+    """``values`` as a 1-d object array (``np.array`` would make texts fixed-width strings)."""
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
@@ -374,8 +374,12 @@ class PerformanceProcessor:
             members: list[np.ndarray] = []
             groups: list[np.ndarray] = []
             touched: list[PerformanceWindow] = []
-            # Segment values are category texts already (None: missing).
-            columns = [_objects([values[i][k] for i in of_model.tolist()]) for k in range(len(spec.segments))]
+            # Segment values are category texts already (None: missing). A row restored from a
+            # checkpoint of a spec with fewer segments has fewer values.
+            columns = [
+                _objects([values[i][k] if len(values[i]) > k else None for i in of_model.tolist()])
+                for k in range(len(spec.segments))
+            ]
             for (version, start), local in group_rows([versions[of_model], starts[of_model]]):
                 if ("perf", model, version, start) not in self.state and self._dropped(spec, model, start):
                     # The join refuses labels older than the TTL, so this only guards the invariant
@@ -413,7 +417,8 @@ class PerformanceProcessor:
         if window.fairness is not None:
             n_seg = len(spec.segments)
             window.fairness.update(
-                categorical_values([r.segment_values[n_seg] for r in rows]), np.array(labels), np.array([r.prediction for r in rows])
+                categorical_values([r.segment_values[n_seg] if len(r.segment_values) > n_seg else None for r in rows]),
+                np.array(labels), np.array([r.prediction for r in rows]),
             )
         window.n_labeled += len(rows)
         window.dirty = True
