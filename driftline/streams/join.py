@@ -39,7 +39,7 @@ from driftline.events import GroundTruth, Rejection
 from driftline.streams.columns import PredictionColumns
 from driftline.streams.join_table import DUPLICATE, INSERTED, JOINED, LABEL, PREDICTION, JoinTable, PendingLabel
 
-__all__ = ["Joiner", "LabeledRow", "PendingLabel"]
+__all__ = ["Joiner", "LabeledRow", "PendingLabel", "segment_matrix"]
 
 
 # A msgspec Struct rather than a dataclass: created once per joined event, it builds in C and,
@@ -68,6 +68,23 @@ class LabeledRow(msgspec.Struct, gc=False):
     @property
     def delay_ms(self) -> int:
         return self.label_ts - self.prediction_ts
+
+
+def segment_matrix(rows: Sequence[LabeledRow], width: int) -> np.ndarray:
+    """The rows' first ``width`` segment values as an ``(n, width)`` object array.
+
+    A row restored from a checkpoint of a spec with fewer segments has fewer values; the missing
+    ones are ``None`` (missing).
+
+    >>> row = LabeledRow("e", "m", "v1", "champion", ("north",), 1, 2, 1, 0.9, None, 1, "s")
+    >>> segment_matrix([row], 2).tolist()
+    [['north', None]]
+    """
+    out = np.empty((len(rows), width), dtype=object)
+    values = [r.segment_values for r in rows]
+    for j in range(width):
+        out[:, j] = [v[j] if len(v) > j else None for v in values]
+    return out
 
 
 class Joiner:

@@ -40,7 +40,7 @@ from driftline.reference import (
     update_metric_accumulators,
 )
 from driftline.streams.columns import PredictionColumns
-from driftline.streams.join import LabeledRow
+from driftline.streams.join import LabeledRow, segment_matrix
 from driftline.streams.state import State
 from driftline.streams.windows import is_closed, late_mask, window_starts
 
@@ -292,13 +292,6 @@ def segment_keys(spec: ModelSpec, values: tuple[Any, ...]) -> list[str]:
     return [ALL, *(segment_key(name, value) for name, value in zip(spec.segments, values))]
 
 
-def _objects(values: list[Any]) -> np.ndarray:
-    """``values`` as a 1-d object array (``np.array`` would make texts fixed-width strings)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
 def _segment(window: PerformanceWindow, spec: ModelSpec, key: str) -> Segment:
     """The window's segment ``key``, created empty when it has none."""
     segment = window.segments.get(key)
@@ -366,7 +359,6 @@ class PerformanceProcessor:
         spans = np.array([window_ms[m] for m in models.tolist()], dtype=np.int64) if len(window_ms) > 1 else next(iter(window_ms.values()))
         starts = ts - ts % spans
         versions = np.array([r.version for r in rows], dtype=object)
-        values = [r.segment_values for r in rows]
         by_model = [((models[0],), np.arange(len(rows)))] if len(window_ms) == 1 else group_rows([models])
         for (model,), of_model in by_model:
             spec = self.references[model].spec
@@ -374,12 +366,9 @@ class PerformanceProcessor:
             members: list[np.ndarray] = []
             groups: list[np.ndarray] = []
             touched: list[PerformanceWindow] = []
-            # Segment values are category texts already (None: missing). A row restored from a
-            # checkpoint of a spec with fewer segments has fewer values.
-            columns = [
-                _objects([values[i][k] if len(values[i]) > k else None for i in of_model.tolist()])
-                for k in range(len(spec.segments))
-            ]
+            # Segment values are category texts already (None: missing), then the protected attribute's.
+            n_seg = len(spec.segments)
+            carried = segment_matrix([rows[i] for i in of_model.tolist()], n_seg + bool(spec.protected_attribute))
             for (version, start), local in group_rows([versions[of_model], starts[of_model]]):
                 if ("perf", model, version, start) not in self.state and self._dropped(spec, model, start):
                     # The join refuses labels older than the TTL, so this only guards the invariant
@@ -391,12 +380,12 @@ class PerformanceProcessor:
                 members.append(picked)
                 groups.append(np.full(len(picked), len(accumulators)))
                 accumulators.append(_segment(window, spec, ALL).metrics)
-                for name, column in zip(spec.segments, columns):
-                    codes, uniques = pd.factorize(column[local], use_na_sentinel=False)
+                for k, name in enumerate(spec.segments):
+                    codes, uniques = pd.factorize(carried[local, k], use_na_sentinel=False)
                     members.append(picked)
                     groups.append(codes + len(accumulators))
                     accumulators.extend(_segment(window, spec, segment_key(name, value)).metrics for value in uniques.tolist())
-                self._add_window_rows(spec, window, [rows[i] for i in picked.tolist()])
+                self._add_window_rows(spec, window, [rows[i] for i in picked.tolist()], carried[local, n_seg:])
                 touched.append(window)
             if accumulators:
                 take = np.concatenate(members)
@@ -408,17 +397,18 @@ class PerformanceProcessor:
             for window in touched:
                 self.state[("perf", window.model, window.version, window.start)] = window
 
-    def _add_window_rows(self, spec: ModelSpec, window: PerformanceWindow, rows: list[LabeledRow]) -> None:
+    def _add_window_rows(
+        self, spec: ModelSpec, window: PerformanceWindow, rows: list[LabeledRow], protected: np.ndarray
+    ) -> None:
         """What a window keeps of its joined rows besides the segments' metrics: the label
-        profile (target drift), fairness, and the count."""
+        profile (target drift), fairness (``protected``: the rows' protected-attribute values, a
+        column when the spec has one), and the count."""
         labels = [r.label for r in rows]
         if window.labels is not None:
             window.labels.update(np.array(labels, dtype=float if spec.task == "regression" else object))
         if window.fairness is not None:
-            n_seg = len(spec.segments)
             window.fairness.update(
-                categorical_values([r.segment_values[n_seg] if len(r.segment_values) > n_seg else None for r in rows]),
-                np.array(labels), np.array([r.prediction for r in rows]),
+                categorical_values(protected[:, 0]), np.array(labels), np.array([r.prediction for r in rows])
             )
         window.n_labeled += len(rows)
         window.dirty = True

@@ -37,7 +37,7 @@ from driftline.events import SCHEMA_VERSION
 from driftline.reference import ModelReference
 from driftline.storage import Store, to_arrow_batch
 from driftline.storage.schema import COLUMNS, TABLES
-from driftline.streams.join import LabeledRow
+from driftline.streams.join import LabeledRow, segment_matrix
 from driftline.streams.pipeline import Output
 from driftline.streams.columns import PredictionColumns
 
@@ -263,12 +263,8 @@ class StoreSink:
         prediction_ts = np.fromiter((r.prediction_ts for r in rows), dtype=np.int64, count=n)
         label_ts = np.fromiter((r.label_ts for r in rows), dtype=np.int64, count=n)
         names = self._segments[model]
-        # Segment values are category texts already (None: missing, stored as an absent key). A
-        # row restored from a checkpoint of a spec with fewer segments has fewer values.
-        segments = np.empty((n, len(names)), dtype=object)
-        values = [r.segment_values for r in rows]
-        for j in range(len(names)):
-            segments[:, j] = [v[j] if len(v) > j else None for v in values]
+        # Segment values are category texts already (None: missing, stored as an absent key).
+        segments = segment_matrix(rows, len(names))
         return {
             "event_id": [r.event_id for r in rows],
             "model": _constant(model, n),
