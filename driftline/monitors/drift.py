@@ -284,8 +284,34 @@ def _ks_pvalue(n1: int, n2: int, num: int) -> tuple[float, float]:
             return d, prob
     m, n = sorted((float(n1), float(n2)), reverse=True)
     en = m * n / (m + n)
-    prob = float(stats.kstwo.sf(d, np.round(en)))
+    prob = kstwo_sf(d, int(np.round(en)))
     return d, min(max(prob, 0.0), 1.0)
+
+
+def kstwo_sf(d: float, n: int) -> float:
+    """``scipy.stats.kstwo.sf(d, n)``, the p-value of ``ks_2samp``'s asymptotic method.
+
+    In the tail where scipy itself approximates it by twice the one-sided p-value (``n > 140``
+    and ``2.2 <= n d² < 370``, a p-value below about 0.025: a drifted window), that one-sided
+    p-value is summed here instead of by ``scipy.special.smirnov``. Smirnov's formula is a sum
+    of about ``n (1 - d)`` positive terms; scipy adds them in double-double arithmetic, 5 ms at
+    ``n = 4,000`` and most of the time it takes to close a drifted window. Summed in log space
+    with numpy they take 0.5 ms and agree with scipy to about 1e-9 relative (the drift suite
+    checks both branches against scipy). Everywhere else this is scipy's function.
+
+    >>> round(kstwo_sf(0.05, 4_000), 12) == round(float(stats.kstwo.sf(0.05, 4_000)), 12)
+    True
+    """
+    nd = n * d
+    if n <= 140 or not (0.0 < d < 0.5 and 1.0 < nd < n - 1) or not 2.2 <= nd * d < 370.0:
+        return float(stats.kstwo.sf(d, n))
+    j = np.arange(int(math.floor(n * (1.0 - d))) + 1, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        terms = (
+            special.gammaln(n + 1.0) - special.gammaln(j + 1.0) - special.gammaln(n - j + 1.0)
+            + (n - j) * np.log1p(np.maximum(-d - j / n, -1.0)) + (j - 1.0) * np.log(d + j / n)
+        )
+    return min(max(2.0 * d * float(np.exp(terms).sum()), 0.0), 1.0)
 
 
 def ks(profile: Any, acc: Any) -> DriftResult:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import spatial, stats
 
-from driftline.monitors.drift import ks_method
+from driftline.monitors.drift import ks_method, kstwo_sf
 from driftline.monitors import (
     PSI_EPSILON,
     UNSEEN_PSEUDO_COUNT,
@@ -97,9 +97,21 @@ def test_ks_equal_sizes_at_scipy_exact_limit():
         assert close(r.statistic, float(s.statistic), 1e-12) and p_close(r.p_value, float(s.pvalue))
 
 
-def test_ks_beyond_exact_limit_uses_scipy_asymptotic_method():
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300_000), st.floats(0.0, 400.0), st.booleans())
+def test_kstwo_sf_equals_scipy(n, n_d_squared, on_grid):
+    # Both sides of the tail that kstwo_sf sums itself (2.2 <= n d² < 370, n > 140), and d on
+    # the 1/n grid where ks_2samp's statistics lie.
+    d = min(math.sqrt(n_d_squared / n), 1.0)
+    if on_grid:
+        d = round(d * n) / n
+    assert p_close(kstwo_sf(d, n), float(stats.kstwo.sf(d, n)))
+
+
+@pytest.mark.parametrize("shift", [0.02, 0.1, 0.3])
+def test_ks_beyond_exact_limit_uses_scipy_asymptotic_method(shift):
     rng = np.random.default_rng(3)
-    ref, cur = rng.normal(size=12_000), rng.normal(0.02, 1.0, size=11_000)
+    ref, cur = rng.normal(size=12_000), rng.normal(shift, 1.0, size=11_000)
     profile = NumericProfile.fit(ref, reservoir_size=20_000)
     acc = profile.new_accumulator().update(cur)
     r, s = ks(profile, acc), stats.ks_2samp(ref, cur, method=ks_method(len(ref), len(cur)))
