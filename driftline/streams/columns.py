@@ -164,6 +164,9 @@ class PredictionDecoder:
         self._n_features = len(names)
         self._top = scan.key_table(list(scan.TOP_FIELDS))
         self._features = scan.key_table(names)
+        self._categorical_slot = np.zeros(len(names), dtype=np.uint8)
+        for spec in specs:
+            self._categorical_slot[[slot[n] for n in spec.categorical_features]] = 1
         self._slots = {
             s.model: (np.array([slot[n] for n in s.numeric_features], dtype=np.int64),
                       np.array([slot[n] for n in s.categorical_features], dtype=np.int64))
@@ -187,6 +190,7 @@ class PredictionDecoder:
         f = self._n_features
         ok = np.empty(n, dtype=np.uint8)
         event_ids = np.empty((n, 2), dtype=np.int64)
+        entity_ids = np.empty((n, 2), dtype=np.int64)
         ts = np.empty(n, dtype=np.int64)
         texts = np.empty((n, n_text), dtype=np.int64)
         prediction_kind = np.empty(n, dtype=np.int8)
@@ -202,8 +206,8 @@ class PredictionDecoder:
         spans = np.empty((n * (n_text + f + 1), 2), dtype=np.int64)
         deferred = np.empty((n * (f + 3), 4), dtype=np.int64)
         count, n_deferred = scan.scan_predictions(
-            buf, starts, ends, *self._top, *self._features,
-            ok, event_ids, ts, texts, prediction_kind, prediction_float, prediction_int, prediction_text,
+            buf, starts, ends, *self._top, *self._features, self._categorical_slot,
+            ok, event_ids, entity_ids, ts, texts, prediction_kind, prediction_float, prediction_int, prediction_text,
             score_kind, score, latency_kind, latency, schema_kind, schema,
             feature_kind, feature_float, feature_text, spans, deferred,
         )
@@ -282,10 +286,13 @@ class PredictionDecoder:
                 "explanation": [None] * rows.size,
                 "latency_ms": np.where(latency_kind[rows] <= scan.NULL, np.nan, latency[rows]),
             }
-            for column, field in ((3, "action"), (4, "host"), (5, "entity_id")):
+            for column, field in ((3, "action"), (4, "host")):
                 values = strings[row_texts[:, column]]
                 values[row_texts[:, column] < 0] = ""
                 columns[field] = values
+            entity = np.empty(rows.size, dtype=object)
+            entity[:] = scan.gather(buf, entity_ids[rows], rows.size).tobytes().decode("ascii").split("\x00")[:-1]
+            columns["entity_id"] = entity
             out[name] = PredictionColumns(name, **columns)
         rejected: list[tuple[int, Rejection]] = []
         slow: dict[str, tuple[list[Prediction], list[int]]] = {}

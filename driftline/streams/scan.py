@@ -44,12 +44,14 @@ TOP_FIELDS = (
     "event_id", "model", "version", "ts", "features", "prediction", "score", "probabilities",
     "action", "explanation", "role", "host", "latency_ms", "entity_id", "schema_version",
 )
-# Top-level string fields, in the order of the ``texts`` output columns.
-TEXT_FIELDS = ("model", "version", "role", "action", "host", "entity_id")
+# Top-level string fields interned into the batch's table of distinct strings, in the order of
+# the ``texts`` output columns. ``entity_id``, about one new value per prediction, is returned as
+# a span like ``event_id``: interned, it filled the table and took a cache miss per probe.
+TEXT_FIELDS = ("model", "version", "role", "action", "host")
 _F_EVENT_ID, _F_MODEL, _F_VERSION, _F_TS, _F_FEATURES, _F_PREDICTION, _F_SCORE, _F_PROBABILITIES = range(8)
 _F_ACTION, _F_EXPLANATION, _F_ROLE, _F_HOST, _F_LATENCY, _F_ENTITY, _F_SCHEMA = range(8, 15)
 _REQUIRED = (1 << _F_EVENT_ID) | (1 << _F_MODEL) | (1 << _F_VERSION) | (1 << _F_TS) | (1 << _F_FEATURES) | (1 << _F_PREDICTION)
-_TEXT_COLUMN = np.array([-1, 0, 1, -1, -1, -1, -1, -1, 3, -1, 2, 4, -1, 5, -1], dtype=np.int64)
+_TEXT_COLUMN = np.array([-1, 0, 1, -1, -1, -1, -1, -1, 3, -1, 2, 4, -1, -1, -1], dtype=np.int64)
 
 # The helpers the scanning loop calls per key, value or string take arrays but never allocate.
 # Compiled without numba's reference counting (``_nrt``), a call to one no longer increfs and
@@ -291,17 +293,19 @@ def _defer(deferred, n, row, column, start, end):
 
 @numba.njit(cache=True, nogil=True)
 def scan_predictions(
-    buf, starts, ends, top_names, top_offsets, top_table, names, offsets, table,
-    ok, event_ids, ts, texts, prediction_kind, prediction_float, prediction_int, prediction_text,
+    buf, starts, ends, top_names, top_offsets, top_table, names, offsets, table, categorical_slot,
+    ok, event_ids, entity_ids, ts, texts, prediction_kind, prediction_float, prediction_int, prediction_text,
     score_kind, score, latency_kind, latency, schema_kind, schema,
     feature_kind, feature_float, feature_text, strings, deferred,
 ):
     """Scan every message ``buf[starts[i]:ends[i]]`` into row ``i`` of the output columns.
 
     ``ok[i]`` is set to 0 where the message is off the fast path (the row is then garbage).
-    ``event_ids`` gets the ``(start, end)`` span of each event id; ``texts``,
-    ``prediction_text`` and ``feature_text`` get codes into ``strings``, the ``(start, end)``
-    spans of the batch's distinct strings (-1 where the value is no string). ``deferred`` gets
+    ``event_ids`` and ``entity_ids`` get the ``(start, end)`` span of each event id and entity
+    id (an empty span when there is none); ``texts``, ``prediction_text`` and ``feature_text``
+    get codes into ``strings``, the ``(start, end)`` spans of the batch's distinct strings (-1
+    where the value is no string). A feature's integer or boolean value gets a code only in a
+    slot where ``categorical_slot`` is set: a numeric feature needs none. ``deferred`` gets
     ``(row, column, start, end)`` of every number whose value is left to the caller, where
     column is a feature slot, or ``n_features`` for the score, ``+ 1`` for ``latency_ms`` and
     ``+ 2`` for the prediction. Returns ``(distinct strings, deferred numbers)``.
@@ -320,6 +324,8 @@ def scan_predictions(
         seen = 0
         ts[i] = 0
         event_ids[i, 0] = -1
+        entity_ids[i, 0] = 0
+        entity_ids[i, 1] = 0
         prediction_kind[i] = MISSING
         score_kind[i] = MISSING
         latency_kind[i] = MISSING
@@ -432,7 +438,7 @@ def scan_predictions(
                         feature_float[i, slot] = x
                         if x != x:
                             n_deferred = _defer(deferred, n_deferred, i, slot, s, e)
-                        if kind == STRING or kind == INT or kind == TRUE or kind == FALSE:
+                        if kind == STRING or (categorical_slot[slot] and (kind == INT or kind == TRUE or kind == FALSE)):
                             feature_text[i, slot], count = _intern(buf, s, e, intern_table, strings, count)
                     p = _skip_ws(buf, q, end)
                     if p < end and buf[p] == 44:
@@ -457,6 +463,12 @@ def scan_predictions(
                         break
                     event_ids[i, 0] = s
                     event_ids[i, 1] = e
+                elif field == _F_ENTITY:
+                    if kind != STRING:
+                        good = False
+                        break
+                    entity_ids[i, 0] = s
+                    entity_ids[i, 1] = e
                 elif column >= 0:
                     if kind != STRING:
                         good = False
