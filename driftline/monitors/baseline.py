@@ -28,6 +28,7 @@ operating characteristic (ROC) curve. Radiology 143(1), 29-36.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -131,10 +132,15 @@ _MEANS: dict[type, dict[str, Callable[[Any], Moments]]] = {
 
 def supported_metrics(accumulator_type: type) -> list[str]:
     """Metrics :func:`worse_than_baseline` can test for an accumulator class."""
+    return list(_supported(accumulator_type))
+
+
+@functools.cache
+def _supported(accumulator_type: type) -> tuple[str, ...]:
     names = list(_PROPORTIONS.get(accumulator_type, {})) + list(_MEANS.get(accumulator_type, {}))
     if accumulator_type is BinaryAccumulator:
         names.append("roc_auc")
-    return sorted(names)
+    return tuple(sorted(names))
 
 
 def hanley_mcneil_se(auc: float, n_positive: int, n_negative: int) -> float:
@@ -265,9 +271,8 @@ def worse_than_baseline(
             f"{type(current).__name__} and {type(baseline).__name__}"
         )
     kind = type(current)
-    names = supported_metrics(kind)
-    if metric not in names:
-        raise ValueError(f"metric must be one of {names} for {kind.__name__}, got {metric!r}")
+    if metric not in _supported(kind):
+        raise ValueError(f"metric must be one of {supported_metrics(kind)} for {kind.__name__}, got {metric!r}")
     if isinstance(min_expected, bool) or not isinstance(min_expected, (int, float)) or (
         min_expected < 0
     ):

@@ -453,19 +453,21 @@ def window_performance_rows(
     end = window.start + spec.window_ms
     rows: list[dict[str, Any]] = []
     baseline_values = ref.baseline.metrics()
+    testable = frozenset(supported_metrics(type(ref.baseline)))
     for segment_key in sorted(window.segments):
         segment = window.segments[segment_key]
         acc = segment.metrics
         values = acc.metrics()
-        coverage = acc.n / segment.n_predictions if segment.n_predictions else math.nan
+        n = int(acc.n)
+        coverage = n / segment.n_predictions if segment.n_predictions else math.nan
         named = {k: v for k, v in values.items() if k in _REPORTED}
-        if spec.cost_matrix is not None and acc.n:
+        if spec.cost_matrix is not None and n:
             value = business_value(acc, _costs(spec))
             named["business_value"] = value.total
             named["business_value_per_prediction"] = value.per_prediction
         for metric, value in named.items():
             test = None
-            if metric in supported_metrics(type(acc)) and acc.n:
+            if metric in testable and n:
                 test = worse_than_baseline(metric, acc, ref.baseline)
             limit = thresholds.get(metric)
             threshold = None if limit is None else (limit.min if limit.min is not None else limit.max)
@@ -480,7 +482,7 @@ def window_performance_rows(
                 "window_end": end,
                 "metric": metric,
                 "value": float(value),
-                "n": int(acc.n),
+                "n": n,
                 "n_predictions": int(segment.n_predictions),
                 "label_coverage": float(coverage) if not math.isnan(coverage) else 0.0,
                 "baseline": _as_row_value(baseline_values.get(metric)),
