@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from driftline.config import parse_spec
 from driftline.events import EventDecoder, InvalidEvent, Limits
+from driftline.streams import scan
 from driftline.streams.columns import PredictionColumns, PredictionDecoder
 
 NOW = 1_800_000_000_000
@@ -190,6 +192,37 @@ def test_hard_numbers_convert_bit_for_bit():
         whole, fraction = mantissa[:point] or "0", mantissa[point:]
         numbers.append(whole + ("." + fraction if fraction else "") + f"e{int(rng.integers(-40, 40))}")
     check_numbers(numbers)
+
+
+def test_long_mantissas_convert_bit_for_bit_across_the_exponent_range():
+    # Beyond Clinger's fast path the scanner decides a number by Eisel-Lemire, or defers it.
+    rng = np.random.default_rng(11)
+    doubles = rng.standard_normal(1_000) * 10.0 ** rng.integers(-310, 308, 1_000)
+    numbers = [repr(float(x)) for x in doubles if np.isfinite(x)]
+    for _ in range(2_000):
+        digits = int(rng.integers(16, 19))
+        mantissa = str(int(rng.integers(10 ** (digits - 1), 10 ** digits)))
+        numbers.append(f"{mantissa[0]}.{mantissa[1:]}e{int(rng.integers(-345, 310))}")
+    # Exactly halfway between two doubles (ties to even), and integers beyond 2**53.
+    halfway = [str(2 ** 54 + 4 * k + 2) for k in range(50)]
+    numbers += halfway + [f"{h[0]}.{h[1:]}e16" for h in halfway] + ["-" + str(2 ** 60 + 3), "123456789012345678"]
+    check_numbers(numbers)
+
+
+def test_seventeen_digit_numbers_are_decided_in_the_scanner():
+    # Eisel-Lemire decides (nearly) every normal double's shortest repr without Python's float().
+    rng = np.random.default_rng(5)
+    texts = [repr(float(x)) for x in rng.standard_normal(500) * 10.0 ** rng.integers(-300, 300, 500)]
+    texts += ["0.16005290581697668", "1e-320", "1e400"]
+    decided = []
+    for text in texts:
+        buf = np.frombuffer(text.encode(), dtype=np.uint8)
+        value = scan._beyond_fast_path(buf, 0, buf.size)
+        decided.append(value == value)
+        if value == value:
+            assert value == float(text) and math.copysign(1.0, value) == math.copysign(1.0, float(text)), text
+    assert decided[-2:] == [False, False]  # subnormal, beyond float64: left to float()
+    assert sum(decided[:-2]) >= 0.99 * (len(texts) - 2)
 
 
 def valid(i: int, **features) -> dict:
