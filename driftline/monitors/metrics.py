@@ -44,7 +44,6 @@ from typing import Any
 import msgspec
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 __all__ = [
     "BinaryAccumulator",
@@ -438,6 +437,27 @@ def _moments_from(state: Sequence[Any]) -> Moments:
     return Moments(*state)
 
 
+def _mid_ranks(values: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(values)`` (ties get the mean of their ranks), value for value.
+
+    Written out because a window's AUC is recomputed on every re-emission, mostly over a few
+    hundred scores, where scipy's argument handling cost four times the ranking itself.
+
+    >>> _mid_ranks(np.array([0.3, 0.1, 0.3, 0.2])).tolist()
+    [3.5, 1.0, 3.5, 2.0]
+    """
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.empty(ordered.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], ordered.size)
+    ranks = np.empty(ordered.size)
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]
+    return ranks
+
+
 class BinaryAccumulator:
     """Performance of a binary classifier over a window of labeled rows.
 
@@ -632,7 +652,7 @@ class BinaryAccumulator:
         else:
             # Mann-Whitney U / (n1 n0) from mid-ranks equals sklearn's roc_auc_score and avoids
             # building the ROC curve.
-            ranks = stats.rankdata(scores)
+            ranks = _mid_ranks(scores)
             u = float(ranks[labels.astype(bool)].sum()) - n_pos * (n_pos + 1) / 2.0
             auc = u / (n_pos * (len(labels) - n_pos))
         self._auc_cache = (self.n_scored, auc)

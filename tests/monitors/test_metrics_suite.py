@@ -35,6 +35,7 @@ from driftline.monitors.metrics import (
     Moments,
     MulticlassAccumulator,
     RegressionAccumulator,
+    _mid_ranks,
     accumulator_from_bytes,
 )
 
@@ -371,6 +372,12 @@ def _auc_data(n, seed):
     y = rng.integers(0, 2, n)
     s = 1 / (1 + np.exp(-(rng.normal(size=n) + 1.2 * y)))
     return y, s
+
+
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(1, 300), elements=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9, 1.0]) | st.floats(0, 1)))
+def test_mid_ranks_equal_scipy_rankdata(values):
+    assert _mid_ranks(values).tolist() == stats.rankdata(values).tolist()
 
 
 def test_reservoir_is_exact_while_it_fits_and_a_bounded_sample_beyond():
