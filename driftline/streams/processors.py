@@ -366,6 +366,9 @@ class PerformanceProcessor:
             members: list[np.ndarray] = []
             groups: list[np.ndarray] = []
             touched: list[PerformanceWindow] = []
+            fair: list[FairnessAccumulator] = []
+            fair_members: list[np.ndarray] = []
+            fair_ids: list[np.ndarray] = []
             # Segment values are category texts already (None: missing), then the protected attribute's.
             n_seg = len(spec.segments)
             carried = segment_matrix([rows[i] for i in of_model.tolist()], n_seg + bool(spec.protected_attribute))
@@ -385,7 +388,11 @@ class PerformanceProcessor:
                     members.append(picked)
                     groups.append(codes + len(accumulators))
                     accumulators.extend(_segment(window, spec, segment_key(name, value)).metrics for value in uniques.tolist())
-                self._add_window_rows(spec, window, [rows[i] for i in picked.tolist()], carried[local, n_seg:])
+                self._add_window_rows(spec, window, [rows[i] for i in picked.tolist()])
+                if window.fairness is not None:
+                    fair_members.append(local)
+                    fair_ids.append(np.full(len(local), len(fair)))
+                    fair.append(window.fairness)
                 touched.append(window)
             if accumulators:
                 take = np.concatenate(members)
@@ -394,22 +401,21 @@ class PerformanceProcessor:
                     spec, accumulators, np.concatenate(groups), [r.label for r in chosen], [r.prediction for r in chosen],
                     [r.score for r in chosen], [r.probabilities for r in chosen],
                 )
+            if fair:
+                local = np.concatenate(fair_members)
+                chosen = [rows[i] for i in of_model[local].tolist()]
+                FairnessAccumulator.update_groups(
+                    fair, np.concatenate(fair_ids), categorical_values(carried[local, n_seg]),
+                    np.array([r.label for r in chosen]), np.array([r.prediction for r in chosen]),
+                )
             for window in touched:
                 self.state[("perf", window.model, window.version, window.start)] = window
 
-    def _add_window_rows(
-        self, spec: ModelSpec, window: PerformanceWindow, rows: list[LabeledRow], protected: np.ndarray
-    ) -> None:
-        """What a window keeps of its joined rows besides the segments' metrics: the label
-        profile (target drift), fairness (``protected``: the rows' protected-attribute values, a
-        column when the spec has one), and the count."""
-        labels = [r.label for r in rows]
+    def _add_window_rows(self, spec: ModelSpec, window: PerformanceWindow, rows: list[LabeledRow]) -> None:
+        """What a window keeps of its joined rows besides the segments' metrics and fairness
+        (both updated for all windows at once): the label profile (target drift) and the count."""
         if window.labels is not None:
-            window.labels.update(np.array(labels, dtype=float if spec.task == "regression" else object))
-        if window.fairness is not None:
-            window.fairness.update(
-                categorical_values(protected[:, 0]), np.array(labels), np.array([r.prediction for r in rows])
-            )
+            window.labels.update(np.array([r.label for r in rows], dtype=float if spec.task == "regression" else object))
         window.n_labeled += len(rows)
         window.dirty = True
 

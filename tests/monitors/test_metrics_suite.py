@@ -713,6 +713,28 @@ def test_fairness_against_hand_computation(d):
     assert FairnessAccumulator.from_bytes(acc.to_bytes()) == acc
 
 
+@settings(deadline=None, max_examples=25)
+@given(d=fairness_data(), data=st.data())
+def test_fairness_grouped_update_equals_update_per_group(d, data):
+    g, y, p, _ = d
+    g = g.astype(object)
+    g[data.draw(hnp.arrays(bool, len(g)))] = None  # missing groups count as invalid per accumulator
+    n_acc = data.draw(st.integers(1, 4))
+    ids = data.draw(hnp.arrays(np.int64, len(g), elements=st.integers(0, n_acc - 1)))
+    grouped = [FairnessAccumulator() for _ in range(n_acc)]
+    FairnessAccumulator.update_groups(grouped, ids, g, y, p)
+    for k, acc in enumerate(grouped):
+        alone = FairnessAccumulator().update(g[ids == k], y[ids == k], p[ids == k])
+        assert acc == alone and acc.n_invalid == alone.n_invalid
+
+
+def test_fairness_grouped_update_checks_its_inputs():
+    with pytest.raises(ValueError, match="ids must index accumulators"):
+        FairnessAccumulator.update_groups([FairnessAccumulator()], [0, 1], ["a", "b"], [1, 0], [1, 1])
+    with pytest.raises(ValueError, match="one positive_label"):
+        FairnessAccumulator.update_groups([FairnessAccumulator(), FairnessAccumulator("yes")], [0, 1], ["a", "b"], [1, 0], [1, 1])
+
+
 def test_fairness_missing_groups_min_n_and_validation():
     acc = FairnessAccumulator()
     acc.update(np.array(["x", None, "y", "y", "z"], dtype=object), [1, 1, 1, 0, 1],
