@@ -1,10 +1,11 @@
-"""What the bench scripts share for their reports: the CPU model, and writing their section of
-docs/benchmarks.md."""
+"""What the bench scripts share for their reports: the CPU model, the machine's current speed, and
+writing their section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import platform
 import re
+import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -35,3 +36,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def calibrate() -> float:
+    """Nanoseconds per iteration of an empty Python loop (how fast the machine is right now)."""
+    start = time.perf_counter()
+    for _ in range(5_000_000):
+        pass
+    return (time.perf_counter() - start) / 5_000_000 * 1e9

@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from _docs import cpu_model, update_section
+from _docs import calibrate, cpu_model, update_section
 
 SECTION = "## Faust worker — end-to-end throughput"
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,6 +275,7 @@ class Result:
     peak_mb: float = float("nan")
     cpu_us: float = float("nan")
     load: float = float("nan")
+    loop_ns: float = float("nan")
     log_lines: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -334,7 +335,7 @@ def progress(statuses: list[dict[str, Any]], ends: dict[tuple[str, int], int]) -
 
 def measure(variant: str, run: int, commands: list[list[str]], work: Path, ends: dict[tuple[str, int], int],
             timeout: float, stall: float) -> Result:
-    result = Result(variant, run, load=_load())
+    result = Result(variant, run, load=_load(), loop_ns=calibrate())
     total = sum(ends.values())
     procs: list[Proc] = []
     launched = time.time()
@@ -422,6 +423,7 @@ def section(argv: list[str], info: dict[str, Any], results: dict[str, list[Resul
     rate = {k: _median(v, "rate") for k, v in results.items()}
     met = "met" if rate["one"] >= TARGET else "**not met on this machine as measured**"
     loads = [r.load for v in results.values() for r in v]
+    loops = [r.loop_ns for v in results.values() for r in v]
     failed = [r for v in results.values() for r in v if r.error]
     counts = next((r.counts for r in results["one"] if not r.error), {})
     peaks = [r.peak_mb for r in results["one"] if not r.error]
@@ -508,7 +510,11 @@ One worker: {counts.get('predictions', 0):,} predictions and {counts.get('ground
 {counts.get('labeled', 0):,} joined, {counts.get('dead_letters', 0):,} dead letters; peak RSS (`VmHWM`)
 {statistics.median(peaks) if peaks else float('nan'):,.0f} MB median over runs (max {max(peaks, default=float('nan')):,.0f} MB).
 1-minute load average before each measurement: {min(loads):.2f} – {max(loads):.2f} (at the end
-{info['load_end']:.2f}); the machine is shared with other people's test runs and with the broker.{failures}{crashes}
+{info['load_end']:.2f}); the machine is shared with other people's test runs and with the broker.
+Its speed before each measurement, as the time of one iteration of an empty Python loop:
+{min(loops):.0f} – {max(loops):.0f} ns (median {statistics.median(loops):.0f}; between 40 and about 120 ns on
+the days of this work), so rates from different runs compare only as ratios to a baseline
+measured in the same run.{failures}{crashes}
 
 Target: one worker >= {TARGET:,} events/s — {met}: {rate['one']:,.0f} events/s
 ({1e6 / rate['one']:.0f} µs per message). Delivery no longer bounds it. Faust's per-message path
@@ -628,7 +634,8 @@ def main(argv: list[str]) -> None:
                     results[variant].append(res)
                     detail = res.error or (f"{res.rate:,.0f} events/s over {res.seconds:.1f} s, {res.cpu_us:.0f} CPU µs/message "
                                            f"(start-up {res.startup:.1f} s, first status {res.consumed_first:,} messages)")
-                    log(f"run {run + 1} {variant}: {detail}; load before {res.load:.2f}; peak RSS {res.peak_mb:.0f} MB; "
+                    log(f"run {run + 1} {variant}: {detail}; load before {res.load:.2f}; empty loop {res.loop_ns:.0f} ns; "
+                        f"peak RSS {res.peak_mb:.0f} MB; "
                         f"counts {res.counts}")
                     for line in res.log_lines[:8]:
                         log(f"    log: {line[:240]}")

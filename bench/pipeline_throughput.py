@@ -42,7 +42,7 @@ from driftline.config import parse_duration, ModelSpec, parse_spec
 from driftline.reference import ModelReference, load_reference
 from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, Message, Pipeline
 
-from _docs import cpu_model
+from _docs import calibrate, cpu_model
 
 SEED = 20240601
 MODEL = "w1"
@@ -290,14 +290,6 @@ def run_memory(n_predictions: int, label_ttl: str, feed: bool) -> dict[str, Any]
         command.append("--generate-only")
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def calibrate() -> float:
-    """Nanoseconds per iteration of an empty Python loop (how fast the machine is right now)."""
-    start = time.perf_counter()
-    for _ in range(5_000_000):
-        pass
-    return (time.perf_counter() - start) / 5_000_000 * 1e9
 
 
 def decode_floor(reference: ModelReference, batches: list[list[Message]]) -> float:
