@@ -192,6 +192,16 @@ def _crash() -> None:
     os._exit(70)
 
 
+def _crash_on_failure(task: asyncio.Future) -> None:
+    """Crash if a task failed that nothing else may wait for (the last batch's publishing)."""
+    if task.cancelled() or task.exception() is None:
+        return
+    try:
+        raise task.exception()  # type: ignore[misc]
+    except Exception:
+        _crash()
+
+
 class _ServiceWorker(faust.Worker):
     """``faust.Worker`` without its start-up spinner.
 
@@ -212,6 +222,8 @@ class Worker:
         self.settings = settings
         self.sink = StoreSink(store, references, settings.store_batch_rows)
         self._computing: asyncio.Future | None = None
+        # The previous batch's outputs on their way to the broker, while this batch computes.
+        self._publishing: asyncio.Future | None = None
         # One fetch or one flush of the sink at a time.
         self._busy = asyncio.Lock()
         self.runners: dict[int, PartitionRunner] = {}
@@ -297,6 +309,8 @@ class Worker:
         try:
             if self._computing is not None:
                 await asyncio.wait([self._computing])
+            if self._publishing is not None:
+                await asyncio.wait([self._publishing])
             await asyncio.to_thread(self.sink.write_pending)
         finally:
             await self._batches.stop()
@@ -326,14 +340,24 @@ class Worker:
         # shutdown handler waits for it before writing what the sink holds.
         self._computing = asyncio.ensure_future(asyncio.to_thread(self._compute, work))
         out, sent = await asyncio.shield(self._computing)
-        await self._publish(out, sent)
+        # Publishing waits on the broker more than it computes: it goes on while the next fetch
+        # computes, one batch at a time (so outputs keep their order), and a failure surfaces
+        # here with the next batch. A checkpoint waits for it.
+        await self._published()
+        status = self._status() if self.settings.status_file else None
+        self._publishing = asyncio.ensure_future(self._publish(out, sent, status))
+        self._publishing.add_done_callback(_crash_on_failure)
         now = time.monotonic()
         for partition in sorted(by_partition):
             runner = self.runners.get(partition)
             if runner is not None and now - self._checkpointed.get(partition, 0.0) >= self.settings.checkpoint_interval:
                 await self._checkpoint(partition, runner)
-        if self.settings.status_file:
-            self._write_status()
+
+    async def _published(self) -> None:
+        """Wait until the outputs of every computed batch are handed to the producers."""
+        if self._publishing is not None:
+            publishing, self._publishing = self._publishing, None
+            await publishing
 
     def _split(
         self, partition: int, runner: PartitionRunner, fetched: list[tuple[str, list[Any]]]
@@ -374,7 +398,7 @@ class Worker:
         self.sink.write(out)
         return out, sent
 
-    async def _publish(self, out: Output, sent: list[tuple[int, bytes, bytes]]) -> None:
+    async def _publish(self, out: Output, sent: list[tuple[int, bytes, bytes]], status: dict[str, Any] | None) -> None:
         # Joined rows, one message each, go as record batches. The rest straight to the producer:
         # a Faust Topic.send adds a channel, a FutureMessage and callbacks per message, about
         # 100 µs each here.
@@ -394,18 +418,20 @@ class Worker:
             headers = [(name, str(letter[name] or "").encode()) for name in ("reason", "code", "field", "source", "position")]
             deliveries.append(await send(topics.deadletter, letter["id"].encode(), letter["payload"], None, None, headers))
         self._deliveries = [delivery for delivery in deliveries if not _delivered(delivery)]
+        if status is not None:
+            self._write_status(status)
 
-    def _write_status(self) -> None:
-        assert self.settings.status_file is not None
+    def _status(self) -> dict[str, Any]:
+        """What the status file says after the batch just computed: consumed offsets and counts."""
         counts: dict[str, int] = defaultdict(int)
         for runner in self.runners.values():
             for name, value in runner.pipeline.counts.items():
                 counts[name] += value
-        status = {
-            "updated": time.time(),
-            "offsets": {str(p): runner.offsets for p, runner in sorted(self.runners.items())},
-            "counts": counts,
-        }
+        return {"offsets": {str(p): dict(runner.offsets) for p, runner in sorted(self.runners.items())}, "counts": counts}
+
+    def _write_status(self, status: dict[str, Any]) -> None:
+        assert self.settings.status_file is not None
+        status = {"updated": time.time(), **status}
         path = Path(self.settings.status_file)
         staging = path.with_name(path.name + ".tmp")
         staging.write_bytes(orjson.dumps(status))
@@ -468,6 +494,7 @@ class Worker:
         Everything the state says was emitted must be delivered first: the partials, joined
         rows and dead letters sent so far, and the rows handed to the store.
         """
+        await self._published()
         await self.app.producer.flush()
         await self._batches.flush()
         for delivery in self._deliveries:
