@@ -3,7 +3,8 @@
 A W1-like binary model (25 features: 20 numeric, 5 categorical with 10 levels; reference
 10,000 rows; window ``1d``; segmented by one categorical feature). Predictions and ground
 truth (labels for about 70 % of the predictions, arriving shortly after them, interleaved in
-the stream) are encoded with orjson before the clock starts, cut into batches of 20,000
+the stream; numeric features and scores with 6 decimals, or ``--digits``, where 0 leaves them
+unrounded as a Python producer sends them) are encoded with orjson before the clock starts, cut into batches of 20,000
 messages and fed to ``Pipeline.process``; the timed span is every ``process`` call plus
 ``finish()``, after one untimed warm-up batch that loads the compiled kernels. The process pins itself to CPU 0 (``os.sched_setaffinity(0, {0})``).
 
@@ -11,7 +12,7 @@ Memory runs happen in fresh subprocesses that generate the events lazily, one ba
 and report their own peak RSS (``VmHWM``; ``ru_maxrss`` is printed too, but in a subprocess it
 includes the parent's peak) at 250k, 500k and 1M predictions in one window.
 
-Run: ``python bench/pipeline_throughput.py [--predictions N] [--runs R] [--skip-memory] [--baseline DIR]``;
+Run: ``python bench/pipeline_throughput.py [--predictions N] [--runs R] [--skip-memory] [--baseline DIR] [--digits D]``;
 ``--baseline`` (a checkout of another revision, e.g. from ``git worktree add``) adds runs of that
 revision's driftline interleaved with this one's, each in a fresh process with the same harness.
 """
@@ -58,6 +59,10 @@ NUMERIC = [f"num_{i:02d}" for i in range(N_NUM)]
 CATEGORICAL = [f"cat_{i}" for i in range(N_CAT)]
 LEVEL_NAMES = np.array([f"level_{j}" for j in range(LEVELS)], dtype=object)
 CHECKPOINTS = (250_000, 500_000, 1_000_000)
+# Decimals of the numeric features and the score in the events (``--digits``); 0 leaves them as
+# Python writes a float, the shortest repr (16-17 significant digits), as a producer sends
+# values it did not round.
+DIGITS = 6
 
 
 def make_spec(label_ttl: str = "30d") -> ModelSpec:
@@ -82,9 +87,13 @@ def _weights() -> np.ndarray:
 
 
 def _rows(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    numeric = np.round(rng.normal(0.0, 1.0, (n, N_NUM)), 6)
+    numeric = rng.normal(0.0, 1.0, (n, N_NUM))
+    if DIGITS:
+        numeric = np.round(numeric, DIGITS)
     codes = rng.integers(0, LEVELS, (n, N_CAT))
-    score = np.round(1.0 / (1.0 + np.exp(-(numeric @ _weights()))), 6)
+    score = 1.0 / (1.0 + np.exp(-(numeric @ _weights())))
+    if DIGITS:
+        score = np.round(score, DIGITS)
     prediction = (score >= 0.5).astype(int)
     label = (rng.random(n) < score).astype(int)
     return numeric, codes, score, prediction, label
@@ -285,7 +294,8 @@ def memory_child(n_predictions: int, label_ttl: str, feed: bool) -> dict[str, An
 
 
 def run_memory(n_predictions: int, label_ttl: str, feed: bool) -> dict[str, Any]:
-    command = [sys.executable, os.path.abspath(__file__), "--memory-child", str(n_predictions), "--label-ttl", label_ttl]
+    command = [sys.executable, os.path.abspath(__file__), "--memory-child", str(n_predictions), "--label-ttl", label_ttl,
+               "--digits", str(DIGITS)]
     if not feed:
         command.append("--generate-only")
     done = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -358,7 +368,7 @@ def side_by_side(baseline: str, runs: int, n_predictions: int, days: int) -> Non
                 env.pop("PYTHONPATH", None)
             out = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--timed-child", "--predictions", str(n_predictions),
-                 "--days", str(days), *extra],
+                 "--days", str(days), "--digits", str(DIGITS), *extra],
                 env=env, capture_output=True, text=True, check=True,
             )
             result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -388,7 +398,13 @@ def main() -> None:
     parser.add_argument("--cpython-gc", action="store_true",
                         help="time with CPython's garbage-collector settings instead of the runtime's settle_heap")
     parser.add_argument("--baseline", help="a checkout of another revision: also time its driftline, runs interleaved")
+    parser.add_argument("--digits", type=int, default=DIGITS,
+                        help="decimals of the numeric features and score (0: unrounded, 16-17 significant digits)")
     args = parser.parse_args()
+    if args.digits < 0:
+        parser.error(f"--digits must be >= 0, got {args.digits}")
+    global DIGITS
+    DIGITS = args.digits
     os.sched_setaffinity(0, {0})
     if args.memory_child is not None:
         print(json.dumps(memory_child(args.memory_child, args.label_ttl, not args.generate_only)))
@@ -407,6 +423,7 @@ def main() -> None:
     batches = list(stream(args.predictions, args.days * DAY_MS))
     messages = sum(len(b) for b in batches)
     size = sum(len(m.data) for b in batches for m in b)
+    print(f"numeric features and score: {f'{DIGITS} decimals' if DIGITS else 'unrounded (shortest repr)'}")
     print(f"encoded {messages:,} messages ({size / messages:.0f} bytes on average) in {len(batches)} batches "
           f"in {time.perf_counter() - start:.1f} s (not timed)")
 
