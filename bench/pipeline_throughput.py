@@ -383,6 +383,7 @@ def side_by_side(baseline: str, runs: int, n_predictions: int, days: int) -> Non
 
 
 def main() -> None:
+    global DIGITS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=int, default=235_000, help="predictions in the throughput run")
     parser.add_argument("--days", type=int, default=2, help="windows (days) the throughput run spans")
@@ -403,7 +404,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.digits < 0:
         parser.error(f"--digits must be >= 0, got {args.digits}")
-    global DIGITS
     DIGITS = args.digits
     os.sched_setaffinity(0, {0})
     if args.memory_child is not None:
