@@ -354,10 +354,16 @@ class Worker:
                 await self._checkpoint(partition, runner)
 
     async def _published(self) -> None:
-        """Wait until the outputs of every computed batch are handed to the producers."""
-        if self._publishing is not None:
-            publishing, self._publishing = self._publishing, None
-            await publishing
+        """Wait until the outputs of every computed batch are handed to the producers.
+
+        Shielded: when Faust cancels the fetch loop (stop, rebalance) during the wait, the
+        publishing goes on, and the shutdown handler still finds it and waits for it.
+        """
+        publishing = self._publishing
+        if publishing is not None:
+            await asyncio.shield(publishing)
+            if self._publishing is publishing:
+                self._publishing = None
 
     def _split(
         self, partition: int, runner: PartitionRunner, fetched: list[tuple[str, list[Any]]]

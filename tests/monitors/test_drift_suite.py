@@ -108,6 +108,12 @@ def test_kstwo_sf_equals_scipy(n, n_d_squared, on_grid):
     assert p_close(kstwo_sf(d, n), float(stats.kstwo.sf(d, n)))
 
 
+@pytest.mark.parametrize(("n", "n_d_squared"), [(1_000_000, 5.0), (1_000_001, 5.0), (2_000_000, 3.0), (2_000_000, 10.0)])
+def test_kstwo_sf_equals_scipy_around_its_asymptotic_limit(n, n_d_squared):
+    d = math.sqrt(n_d_squared / n)
+    assert p_close(kstwo_sf(d, n), float(stats.kstwo.sf(d, n)))
+
+
 @pytest.mark.parametrize("shift", [0.02, 0.1, 0.3])
 def test_ks_beyond_exact_limit_uses_scipy_asymptotic_method(shift):
     rng = np.random.default_rng(3)
