@@ -31,8 +31,11 @@ from driftline.monitors.metrics import (
     _as_1d,
     _check_lengths,
     _check_positive_label,
+    _count_invalid,
+    _group_ids,
     _is_label,
     _missing,
+    _same_kind,
 )
 
 __all__ = ["FairnessAccumulator", "FairnessResult"]
@@ -110,14 +113,15 @@ class FairnessAccumulator:
 
     def update(self, groups: Any, y_true: Any, y_pred: Any) -> FairnessAccumulator:
         """Add a batch of rows: protected-attribute group, label and predicted label."""
-        FairnessAccumulator.update_groups([self], np.zeros(len(_as_1d(groups, "groups")), dtype=np.int64), groups, y_true, y_pred)
+        FairnessAccumulator.update_groups([self], None, groups, y_true, y_pred)
         return self
 
     @staticmethod
     def update_groups(
         accumulators: Sequence[FairnessAccumulator], ids: Any, groups: Any, y_true: Any, y_pred: Any
     ) -> None:
-        """Add rows to several accumulators in one pass: row ``i`` goes to ``accumulators[ids[i]]``.
+        """Add rows to several accumulators in one pass: row ``i`` goes to ``accumulators[ids[i]]``
+        (``ids=None``: every row to the first).
 
         The same as :meth:`update` of each accumulator with its rows (a stream's batch brings a
         few rows to each of many windows, and a pass per window cost more than its rows).
@@ -129,23 +133,15 @@ class FairnessAccumulator:
 'y': {'n': 1, 'predicted_positive': 0, 'positive': 1, 'true_positive': 0}}, \
 {'y': {'n': 1, 'predicted_positive': 1, 'positive': 0, 'true_positive': 0}})
         """
-        if not accumulators:
-            raise ValueError("accumulators must hold at least one FairnessAccumulator")
-        positive = accumulators[0].positive_label
-        if any(a.positive_label != positive for a in accumulators):
-            raise ValueError("accumulators must share one positive_label")
+        positive = _same_kind(accumulators, FairnessAccumulator, "positive_label").positive_label
         g = _as_1d(groups, "groups")
         yt = _as_1d(y_true, "y_true")
         yp = _as_1d(y_pred, "y_pred")
-        owner = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if _check_lengths(ids=owner, groups=g, y_true=yt, y_pred=yp) == 0:
-            return
-        if owner.min() < 0 or owner.max() >= len(accumulators):
-            raise ValueError(f"ids must index accumulators (0 to {len(accumulators) - 1})")
+        n = _check_lengths(groups=g, y_true=yt, y_pred=yp)
+        owner = _group_ids(ids, n, len(accumulators), "ids")
         bad = _missing(g) | _missing(yt) | _missing(yp)
         if bad.any():
-            for acc, count in zip(accumulators, np.bincount(owner[bad], minlength=len(accumulators)).tolist()):
-                acc.n_invalid += count
+            _count_invalid(accumulators, owner[bad])
             ok = ~bad
             g, yt, yp, owner = g[ok], yt[ok], yp[ok], owner[ok]
         if not len(g):

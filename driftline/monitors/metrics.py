@@ -102,16 +102,16 @@ def _is_label(values: np.ndarray, label: Any) -> np.ndarray:
     return np.asarray(values == np.asarray(label, dtype=object), dtype=bool)
 
 
-def _group_ids(groups: Any, n: int, n_groups: int) -> np.ndarray:
-    """``groups`` as an index array of ``n`` rows into ``n_groups`` accumulators (``None``: all in
-    the first)."""
+def _group_ids(groups: Any, n: int, n_groups: int, name: str = "groups") -> np.ndarray:
+    """``groups`` (the parameter ``name``) as an index array of ``n`` rows into ``n_groups``
+    accumulators (``None``: all in the first)."""
     if groups is None:
         return np.zeros(n, dtype=np.intp)
     ids = np.asarray(groups)
     if ids.shape != (n,) or ids.dtype.kind not in "iu":
-        raise ValueError(f"groups must be a 1-d array of {n} ints, got {ids.dtype} of shape {ids.shape}")
+        raise ValueError(f"{name} must be a 1-d array of {n} ints, got {ids.dtype} of shape {ids.shape}")
     if n and (ids.min() < 0 or ids.max() >= n_groups):
-        raise ValueError(f"groups must index accumulators (0 to {n_groups - 1}), got {ids.min()} to {ids.max()}")
+        raise ValueError(f"{name} must index accumulators (0 to {n_groups - 1}), got {ids.min()} to {ids.max()}")
     return ids.astype(np.intp, copy=False)
 
 

@@ -731,7 +731,7 @@ def test_fairness_grouped_update_equals_update_per_group(d, data):
 def test_fairness_grouped_update_checks_its_inputs():
     with pytest.raises(ValueError, match="ids must index accumulators"):
         FairnessAccumulator.update_groups([FairnessAccumulator()], [0, 1], ["a", "b"], [1, 0], [1, 1])
-    with pytest.raises(ValueError, match="one positive_label"):
+    with pytest.raises(ValueError, match="same positive_label"):
         FairnessAccumulator.update_groups([FairnessAccumulator(), FairnessAccumulator("yes")], [0, 1], ["a", "b"], [1, 0], [1, 1])
 
 
