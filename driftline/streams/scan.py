@@ -415,6 +415,17 @@ def _defer(deferred, n, row, column, start, end):
     return n + 1
 
 
+@_leaf
+def _undecided(buf, s, e, deferred, n_deferred, row, column):
+    """``(value, deferred count)`` of a number :func:`_number` left undecided: its value by
+    Eisel-Lemire, or NaN with the number listed in ``deferred``. Called only for those numbers:
+    the same steps inlined at every number slowed the scan by about a fifth."""
+    x = _beyond_fast_path(buf, s, e)
+    if x != x:
+        n_deferred = _defer(deferred, n_deferred, row, column, s, e)
+    return x, n_deferred
+
+
 @numba.njit(cache=True, nogil=True)
 def scan_predictions(
     buf, starts, ends, top_names, top_offsets, top_table, names, offsets, table, categorical_slot,
@@ -560,9 +571,7 @@ def scan_predictions(
                             break
                         feature_kind[i, slot] = kind
                         if x != x:
-                            x = _beyond_fast_path(buf, s, e)
-                            if x != x:
-                                n_deferred = _defer(deferred, n_deferred, i, slot, s, e)
+                            x, n_deferred = _undecided(buf, s, e, deferred, n_deferred, i, slot)
                         feature_float[i, slot] = x
                         if kind == STRING or (categorical_slot[slot] and (kind == INT or kind == TRUE or kind == FALSE)):
                             feature_text[i, slot], count = _intern(buf, s, e, intern_table, strings, count)
@@ -608,9 +617,7 @@ def scan_predictions(
                 elif field == _F_PREDICTION:
                     prediction_kind[i] = kind
                     if x != x:
-                        x = _beyond_fast_path(buf, s, e)
-                        if x != x:
-                            n_deferred = _defer(deferred, n_deferred, i, n_features + 2, s, e)
+                        x, n_deferred = _undecided(buf, s, e, deferred, n_deferred, i, n_features + 2)
                     prediction_float[i] = x
                     prediction_int[i] = integer
                     prediction_text[i] = -1
@@ -619,16 +626,12 @@ def scan_predictions(
                 elif field == _F_SCORE:
                     score_kind[i] = kind
                     if x != x:
-                        x = _beyond_fast_path(buf, s, e)
-                        if x != x:
-                            n_deferred = _defer(deferred, n_deferred, i, n_features, s, e)
+                        x, n_deferred = _undecided(buf, s, e, deferred, n_deferred, i, n_features)
                     score[i] = x
                 elif field == _F_LATENCY:
                     latency_kind[i] = kind
                     if x != x:
-                        x = _beyond_fast_path(buf, s, e)
-                        if x != x:
-                            n_deferred = _defer(deferred, n_deferred, i, n_features + 1, s, e)
+                        x, n_deferred = _undecided(buf, s, e, deferred, n_deferred, i, n_features + 1)
                     latency[i] = x
                 elif field == _F_SCHEMA:
                     schema_kind[i] = kind
