@@ -397,7 +397,7 @@ def machine() -> str:
     cpu = cpu_model()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in
                          ("faust-streaming", "aiokafka", "kafka-python", "chdb", "msgspec", "orjson"))
-    return f"{cpu}, {os.cpu_count()} cores shared with other work; Python {platform.python_version()}, {versions}"
+    return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, {versions}"
 
 
 def _median(results: list[Result], attr: str) -> float:
@@ -510,11 +510,10 @@ One worker: {counts.get('predictions', 0):,} predictions and {counts.get('ground
 {counts.get('labeled', 0):,} joined, {counts.get('dead_letters', 0):,} dead letters; peak RSS (`VmHWM`)
 {statistics.median(peaks) if peaks else float('nan'):,.0f} MB median over runs (max {max(peaks, default=float('nan')):,.0f} MB).
 1-minute load average before each measurement: {min(loads):.2f} – {max(loads):.2f} (at the end
-{info['load_end']:.2f}); the machine is shared with other people's test runs and with the broker.
+{info['load_end']:.2f}); the broker runs on the same cores.
 Its speed before each measurement, as the time of one iteration of an empty Python loop:
-{min(loops):.0f} – {max(loops):.0f} ns (median {statistics.median(loops):.0f}; between 40 and about 120 ns on
-the days of this work), so rates from different runs compare only as ratios to a baseline
-measured in the same run.{failures}{crashes}
+{min(loops):.0f} – {max(loops):.0f} ns (median {statistics.median(loops):.0f}). Rates from different runs, and above all from
+different machines, compare only as ratios to a baseline measured in the same run.{failures}{crashes}
 
 Target: one worker >= {TARGET:,} events/s — {met}: {rate['one']:,.0f} events/s
 ({1e6 / rate['one']:.0f} µs per message). Delivery no longer bounds it. Faust's per-message path
@@ -524,12 +523,13 @@ conductor, a channel queue and the stream iterator; no Faust setting moves it, s
 faust-streaming/faust#229). The worker therefore takes its input a fetch at a time through
 driftline's batch transport, whose no-op ceiling in the same run is {rate['batch']:,.0f} events/s
 ({rate['batch'] / rate['noop']:.0f}x the per-message path). With the per-message agent the worker ran at
-1,506 events/s on this machine.{baseline} What remains is the worker's own work, per fetch and
-partition: the pipeline (about 15 µs per event on its own workload, see
-[Embedded pipeline](#embedded-pipeline--throughput-and-memory)), the raw events and joined rows
+1,506 events/s on the machine of an earlier record, where the no-op agent ran at 3,204.{baseline} What remains is the worker's own work, per fetch and
+partition: the pipeline (see [Embedded pipeline](#embedded-pipeline--throughput-and-memory) for its
+rate on its own workload), the raw events and joined rows
 written to chDB in blocks of `--store-batch-rows` (on the sink's writer thread), and one labeled message per joined row
 produced to the broker as record batches (`driftline/streams/batch_producer.py`; a Faust
-`Topic.send` costs about 100 µs per message here, aiokafka's `send` about 50 µs). {two}
+`Topic.send` cost about 100 µs per message on the earlier record's machine, aiokafka's `send` about 50 µs).
+{two}
 
 Machine: {info['machine']}.
 """

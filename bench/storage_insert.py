@@ -219,7 +219,7 @@ string columns as Python lists or object arrays. Inserts run with `optimize_on_i
 | engine only, same rows without the 3 map columns | {res['narrow_s']:.2f} s | {rows / res['narrow_s']:,.0f} |
 
 chDB {chdb.__version__} (ClickHouse {chdb.engine_version}), Python {platform.python_version()},
-{os.cpu_count()} cores shared with other work (1-minute load average {load:.1f} at the end of the
+{os.cpu_count()} cores (1-minute load average {load:.1f} at the end of the
 run). Rows carry 15 map entries each; ClickHouse's cost is dominated by sorting the block by the
 key and writing the map columns, so narrower rows insert faster.
 """ + ("\n" + server_markdown(res, res["server"]) if res.get("server") else "")
