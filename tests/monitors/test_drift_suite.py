@@ -232,6 +232,23 @@ def test_numeric_merge_equals_concatenation(ref, a, b):
 
 
 @SETTINGS
+@given(numeric_values, st.lists(st.one_of(finite, st.just(math.nan), st.just(math.inf)), max_size=300),
+       st.integers(2, 80), st.booleans())
+def test_numeric_bin_counts_equal_numpy(ref, values, n_bins, strided):
+    """The histogram on the profile's edges, both with few edges (compared one by one, compiled)
+    and with many (binary search), equals numpy's; values on the edges included."""
+    profile = NumericProfile.fit(ref, n_bins=n_bins)
+    x = np.array(values + profile.edges.tolist() + [-0.0], dtype=np.float64)
+    if strided:
+        x = np.stack([x, np.zeros_like(x)], axis=1)[:, 0]
+    acc = profile.new_accumulator().update(x)
+    finite_x = x[np.isfinite(x)]
+    expected = np.bincount(np.searchsorted(profile.edges, finite_x, side="right"), minlength=profile.edges.size + 1)
+    assert np.array_equal(acc.counts, expected)
+    assert acc.n_missing == x.size - finite_x.size
+
+
+@SETTINGS
 @given(categories, st.lists(st.one_of(st.sampled_from(list("abcxyz")), st.none()), max_size=80), categories)
 def test_categorical_merge_equals_concatenation(ref, a, b):
     profile = CategoricalProfile.fit(ref)
