@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -103,6 +104,19 @@ def update_metric_accumulators(
         )
 
 
+# The parts of a spec and its reference that shape the state a stream keeps for the model
+# (pending joins, open windows and their accumulators), with the spec fields each comes from.
+STATE_PARTS = {
+    "task": "task, classes, positive_label",
+    "features": "features",
+    "segments": "segments",
+    "protected_attribute": "protected_attribute",
+    "window": "window",
+    "profiles": "reference data, drift.bins, drift.reservoir_size, drift.prediction, drift.label",
+    "domain_sample": "drift.domain_classifier, drift.domain_sample",
+}
+
+
 @dataclass
 class ModelReference:
     """Everything a model's windows are compared against."""
@@ -114,6 +128,33 @@ class ModelReference:
     baseline: MetricAccumulator
     n_rows: int
     domain_reference: pd.DataFrame | None = None
+
+    def state_signature(self) -> dict[str, str]:
+        """Each of :data:`STATE_PARTS` as canonical JSON: state built under one signature cannot
+        be carried on under another (a window's accumulators are binned on the reference's
+        quantiles, its joined rows hold the segments' and the protected attribute's values by
+        position). Thresholds, alert rules, metrics, the cost matrix, the FDR level, lateness and
+        the label TTL are read when rows are emitted and may change freely.
+        """
+        spec = self.spec
+        profiles = [*self.profiles.values(), *self.prediction_profiles.values()]
+        if self.label_profile is not None:
+            profiles.append(self.label_profile)
+        parts: dict[str, Any] = {
+            "task": [spec.task, [] if spec.task == "regression" else [str(c) for c in spec.class_labels],
+                     str(spec.positive_label) if spec.task == "binary" else None],
+            "features": [[f.name, f.kind] for f in spec.features],
+            "segments": spec.segments,
+            "protected_attribute": spec.protected_attribute,
+            "window": spec.window_ms,
+            "profiles": [
+                [p.name, p.kind, p.edges.tolist(), p.reservoir_size, p.seed] if isinstance(p, NumericProfile)
+                else [p.name, p.kind]
+                for p in profiles
+            ],
+            "domain_sample": [spec.drift.domain_classifier, spec.drift.domain_sample if spec.drift.domain_classifier else None],
+        }
+        return {name: msgspec.json.encode(value).decode() for name, value in parts.items()}
 
 
 def _read(spec: ModelSpec) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import pytest
 from driftline.config import load_spec
 from driftline.reference import load_reference
 from driftline.scorers.scenario import CreditScenario
-from driftline.streams.partitioned import Partials, PartitionRunner, partition_for
+from driftline.streams.partitioned import Partials, PartitionRunner, StateMismatch, partition_for
 from driftline.streams.pipeline import Message, Pipeline
 from driftline.streams.sources import merged
 
@@ -196,3 +196,78 @@ def test_partials_reject_foreign_payloads() -> None:
     with pytest.raises(ValueError, match="not a Partials message"):
         Partials.from_bytes(pickle.dumps({"x": 1}))
     assert math.isfinite(partition_for("m", 3))
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, bytes]:
+    """A scenario's spec directory, its spec text, and a checkpoint holding state of its model."""
+    directory = tmp_path_factory.mktemp("signatures")
+    predictions, ground_truth, _, spec_path = CreditScenario(n_events=3_000, seed=3).write_event_files(directory)
+    text = spec_path.read_text()
+    spec = load_spec(spec_path)
+    runner = PartitionRunner(0, {spec.model: load_reference(spec)}, 1)
+    runner.process_sources(list(merged(predictions, ground_truth))[:2_000])
+    return directory, text, runner.snapshot()
+
+
+def references_from(directory: Any, *texts: str) -> dict:
+    references = {}
+    for i, text in enumerate(texts):
+        path = directory / f"changed-{i}.yaml"
+        path.write_text(text)
+        spec = load_spec(path)
+        references[spec.model] = load_reference(spec)
+    return references
+
+
+@pytest.mark.parametrize(("old", "new", "named"), [
+    ("window: 1d", "window: 12h", "window"),
+    ("- name: has_mortgage\n  kind: categorical\n", "", "features"),
+    ("segments:\n- region", "segments:\n- channel", "segments"),
+    # Joined rows hold the protected attribute's value after the segments' values.
+    ("segments:\n- region", "segments:\n- region\n- channel", "segments"),
+    ("positive_label: 1", "positive_label: 0", "positive_label"),
+    ("drift:\n", "drift:\n  bins: 5\n", "drift.bins"),
+    ("drift:\n", "drift:\n  domain_classifier: true\n", "drift.domain_classifier"),
+    ("protected_attribute: age_band", "protected_attribute: region", "protected_attribute"),
+])
+def test_restore_refuses_state_built_under_another_spec(small: tuple, old: str, new: str, named: str) -> None:
+    directory, text, blob = small
+    assert old in text
+    with pytest.raises(StateMismatch, match=rf"model 'credit': changed [^)]*{named}.*new --group"):
+        PartitionRunner.restore(blob, references_from(directory, text.replace(old, new, 1)), 1)
+
+
+def test_restore_refuses_other_reference_data_and_a_model_left_out(small: tuple) -> None:
+    import pandas as pd
+
+    directory, text, blob = small
+    reference = pd.read_parquet(directory / "reference.parquet")
+    reference["income"] = reference["income"] * 1.1
+    reference.to_parquet(directory / "reference-retrained.parquet")
+    retrained = text.replace("reference.parquet", "reference-retrained.parquet")
+    with pytest.raises(StateMismatch, match="changed reference data"):
+        PartitionRunner.restore(blob, references_from(directory, retrained), 1)
+    other_model = text.replace("model: credit", "model: other", 1)
+    with pytest.raises(StateMismatch, match="model 'credit' is not among the specs given"):
+        PartitionRunner.restore(blob, references_from(directory, other_model), 1)
+
+
+def test_restore_carries_state_on_when_only_free_fields_change(small: tuple) -> None:
+    import pickle
+
+    directory, text, blob = small
+    free = text
+    for old, new in [("label_ttl: 120d", "label_ttl: 90d"), ("allowed_lateness: 1h", "allowed_lateness: 2h"),
+                     ("  fdr: 0.05", "  fdr: 0.01"), ("    psi: 0.2", "    psi: 0.3"), ("  min: 0.65", "  min: 0.7"),
+                     ("fn: -2500.0", "fn: -3000.0"), ("      value: 0.62", "      value: 0.6")]:
+        assert old in free
+        free = free.replace(old, new, 1)
+    added = text.replace("model: credit", "model: added", 1)
+    restored = PartitionRunner.restore(blob, references_from(directory, free, added), 1)
+    assert restored.pipeline.counts == PartitionRunner.restore(blob, references_from(directory, text), 1).pipeline.counts
+    # A checkpoint written before signatures were kept is taken as it is.
+    state = pickle.loads(blob)
+    del state["signatures"]
+    PartitionRunner.restore(pickle.dumps(state), references_from(directory, text.replace("window: 1d", "window: 12h")), 1)
+

@@ -419,6 +419,43 @@ def test_kill_9_three_times_changes_nothing(
     assert request["data_from"] < request["data_to"] and request["windows"]
 
 
+def test_a_changed_spec_refuses_the_old_state_at_start(
+    kafka_bootstrap: str, kafka_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A worker restarted with a spec whose window differs from the one its group's checkpoints
+    were built under stops at start with exit code 78 and says what changed and what to do,
+    rather than carrying 1-day windows on as 12-hour ones."""
+    files = scenario_files(tmp_path / "events", 5_000, seed=9)
+    records = arrival_order(files)
+    prefix, group = kafka_name("s") + ".", kafka_name("g")
+    cut = len(records) // 2
+    publish(kafka_bootstrap, prefix, records[:cut])
+    worker = WorkerProcess(tmp_path, "w", files.spec, kafka_bootstrap, prefix, group).start()
+    try:
+        wait_drained(kafka_bootstrap, [worker], prefix, group)
+        # The worker checkpoints a partition with its first batch after --checkpoint-interval (2 s).
+        time.sleep(2.5)
+        publish(kafka_bootstrap, prefix, records[cut:])
+        wait_drained(kafka_bootstrap, [worker], prefix, group)
+    finally:
+        worker.stop()
+    changelog = f"{group}-checkpoints-changelog"
+    assert sum(end_offsets(kafka_bootstrap, [changelog]).values()) > 0, "no checkpoint was written"
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(files.spec.read_text().replace("window: 1d", "window: 12h", 1))
+    restarted = WorkerProcess(tmp_path, "restarted", changed, kafka_bootstrap, prefix, group).start()
+    try:
+        assert restarted.process is not None
+        code = restarted.process.wait(timeout=120)
+    finally:
+        restarted.stop()
+    log = restarted.tail()
+    assert code == 78, log
+    assert "driftline worker cannot start" in log and "model 'credit': changed window" in log, log
+    assert "new --group" in log and "Traceback" not in log, log
+
+
 def hostile(i: int, recent: dict, rng: random.Random) -> tuple[str, bytes | None, bytes]:
     """Malformed or hostile message number ``i``, built from the latest valid prediction: bad
     JSON, wrong types, overflowing numbers, huge payloads, unknown models, duplicate ids,

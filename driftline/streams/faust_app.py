@@ -62,7 +62,7 @@ from driftline.streams.batch_producer import BatchProducer
 from driftline.streams.batch_transport import SCHEME, route_batches
 from driftline.streams.gc_policy import settle_heap
 from driftline.streams.join import LabeledRow
-from driftline.streams.partitioned import PartitionRunner, partition_for
+from driftline.streams.partitioned import PartitionRunner, StateMismatch, partition_for
 from driftline.streams.pipeline import GROUND_TRUTH, PREDICTION, MessageBatch, Output
 from driftline.streams.sinks import StoreSink
 
@@ -192,6 +192,14 @@ def _crash() -> None:
     os._exit(70)
 
 
+def _refuse(error: StateMismatch) -> None:
+    """Stop on a checkpoint the worker's specs cannot carry on: a configuration error (exit code
+    78, EX_CONFIG), which restarting cannot cure, reported without a traceback."""
+    logger.critical("driftline worker cannot start: %s", error)
+    logging.shutdown()
+    os._exit(78)
+
+
 def _crash_on_failure(task: asyncio.Future) -> None:
     """Crash if a task failed that nothing else may wait for (the last batch's publishing)."""
     if task.cancelled() or task.exception() is None:
@@ -287,6 +295,8 @@ class Worker:
                         self.runners.pop(tp.partition, None)
                     return
                 await self._batch(records)
+        except StateMismatch as error:
+            _refuse(error)
         except Exception:
             _crash()
 

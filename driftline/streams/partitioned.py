@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from driftline.reference import ModelReference
+from driftline.reference import STATE_PARTS, ModelReference
 from driftline.streams.merge import Merger
 from driftline.streams.pipeline import Message, MessageBatch, Output, Pipeline
 from driftline.streams.processors import DriftWindow, PerformanceWindow
@@ -37,6 +37,33 @@ SNAPSHOT_VERSION = 3
 def partition_for(model: str, partitions: int) -> int:
     """The partials partition of a model (stable across processes, unlike ``hash``)."""
     return zlib.crc32(model.encode()) % partitions
+
+
+class StateMismatch(ValueError):
+    """A checkpoint holds state built under other specs than the ones given to restore it."""
+
+
+def check_signatures(partition: int, held: dict[str, dict[str, str]], references: dict[str, ModelReference]) -> None:
+    """Raise :class:`StateMismatch` unless every model of a checkpoint is configured with the
+    same :meth:`~driftline.reference.ModelReference.state_signature` (models added since are fine).
+    """
+    problems = []
+    for model, parts in sorted(held.items()):
+        ref = references.get(model)
+        if ref is None:
+            problems.append(f"model {model!r} is not among the specs given")
+            continue
+        now = ref.state_signature()
+        changed = [fields for part, fields in STATE_PARTS.items() if parts.get(part) != now[part]]
+        if changed:
+            problems.append(f"model {model!r}: changed {'; '.join(changed)}")
+    if problems:
+        raise StateMismatch(
+            f"the checkpoint of partition {partition} holds state built under other specs "
+            f"({'; '.join(problems)}), which cannot be carried on. Restore the specs it was written with, "
+            "or start the workers with a new --group, which processes the topics again from their start into "
+            "fresh state (docs/config.md, 'Changing a spec')"
+        )
 
 
 @dataclass
@@ -92,6 +119,7 @@ class PartitionRunner:
         state = _state or {
             "join": {}, "drift": {}, "perf": {}, "merge": {}, "alerts": {}, "sent": {}, "offsets": {}, "counts": None,
         }
+        state["signatures"] = {model: ref.state_signature() for model, ref in references.items()}
         self.partition = partition
         self.partitions = partitions
         self.references = references
@@ -189,10 +217,15 @@ class PartitionRunner:
         partitions: int,
         now_ms: Callable[[], int] | None = None,
     ) -> PartitionRunner:
-        """A runner continuing from :meth:`snapshot`'s state."""
+        """A runner continuing from :meth:`snapshot`'s state; :class:`StateMismatch` if that state
+        was built under other specs (see :func:`check_signatures`)."""
         state = pickle.loads(blob)
         if state.pop("version", None) != SNAPSHOT_VERSION:
             raise ValueError("checkpoint was written by an incompatible driftline version")
         if state.pop("partitions") != partitions:
             raise ValueError(f"checkpoint was written for a different partition count than {partitions}")
+        # Checkpoints written before signatures were kept carry none and are taken as they are.
+        held = state.pop("signatures", None)
+        if held is not None:
+            check_signatures(state["partition"], held, references)
         return cls(state.pop("partition"), references, partitions, now_ms=now_ms, _state=state)
