@@ -405,7 +405,13 @@ def simulate(broker: str, rate: float, n_events: int, seed: int, partitions: int
 def worker(spec_paths: tuple[Path, ...], broker: str, store_target: str, group: str, topic_prefix: str,
            partitions: int, replication: int, batch_size: int, checkpoint_interval: float, store_batch_rows: int,
            status_file: Path | None, retention_days: int | None) -> None:
-    """Run a stream worker on Kafka (more workers with the same --group share the partitions)."""
+    """Run a stream worker on Kafka (more workers with the same --group share the partitions).
+
+    \b
+    Exit codes: 0 stopped (SIGTERM, Ctrl-C); 2 a wrong spec or option, or a topic cannot be set
+    up; 70 an unexpected error (a restart resumes from the last checkpoint); 78 the group's
+    checkpoints were built under other specs (see docs/config.md, "Changing a spec").
+    """
     from driftline.streams.faust_app import PARTIALS_MAX_BYTES, Topics, Worker, WorkerSettings, partials_topic
     from driftline.streams.topics import KafkaSetupError, ensure_topics
 
