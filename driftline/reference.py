@@ -112,8 +112,8 @@ STATE_PARTS = {
     "segments": "segments",
     "protected_attribute": "protected_attribute",
     "window": "window",
-    "profiles": "reference data, drift.bins, drift.reservoir_size, drift.prediction, drift.label",
-    "domain_sample": "drift.domain_classifier, drift.domain_sample",
+    "profiles": "numeric bins (reference data, drift.bins), drift.reservoir_size, drift.prediction, drift.label",
+    "domain_sample": "drift.domain_classifier, drift.domain_sample, the order of features",
 }
 
 
@@ -140,19 +140,21 @@ class ModelReference:
         profiles = [*self.profiles.values(), *self.prediction_profiles.values()]
         if self.label_profile is not None:
             profiles.append(self.label_profile)
+        # Typed: a class 1 and a class "1" are different labels to the join and the metrics.
         parts: dict[str, Any] = {
-            "task": [spec.task, [] if spec.task == "regression" else [str(c) for c in spec.class_labels],
-                     str(spec.positive_label) if spec.task == "binary" else None],
-            "features": [[f.name, f.kind] for f in spec.features],
+            "task": [spec.task, [] if spec.task == "regression" else list(spec.class_labels),
+                     spec.positive_label if spec.task == "binary" else None],
+            "features": sorted([f.name, f.kind] for f in spec.features),
             "segments": spec.segments,
             "protected_attribute": spec.protected_attribute,
             "window": spec.window_ms,
-            "profiles": [
+            "profiles": sorted(
                 [p.name, p.kind, p.edges.tolist(), p.reservoir_size, p.seed] if isinstance(p, NumericProfile)
                 else [p.name, p.kind]
                 for p in profiles
-            ],
-            "domain_sample": [spec.drift.domain_classifier, spec.drift.domain_sample if spec.drift.domain_classifier else None],
+            ),
+            # The domain classifier's row sample holds the features in the spec's order.
+            "domain_sample": [spec.drift.domain_sample, [f.name for f in spec.features]] if spec.drift.domain_classifier else None,
         }
         return {name: msgspec.json.encode(value).decode() for name, value in parts.items()}
 

@@ -223,6 +223,7 @@ def references_from(directory: Any, *texts: str) -> dict:
 @pytest.mark.parametrize(("old", "new", "named"), [
     ("window: 1d", "window: 12h", "window"),
     ("- name: has_mortgage\n  kind: categorical\n", "", "features"),
+    ("- name: n_delinquencies\n  kind: numeric\n", "- name: n_delinquencies\n  kind: categorical\n", "features"),
     ("segments:\n- region", "segments:\n- channel", "segments"),
     # Joined rows hold the protected attribute's value after the segments' values.
     ("segments:\n- region", "segments:\n- region\n- channel", "segments"),
@@ -246,7 +247,7 @@ def test_restore_refuses_other_reference_data_and_a_model_left_out(small: tuple)
     reference["income"] = reference["income"] * 1.1
     reference.to_parquet(directory / "reference-retrained.parquet")
     retrained = text.replace("reference.parquet", "reference-retrained.parquet")
-    with pytest.raises(StateMismatch, match="changed reference data"):
+    with pytest.raises(StateMismatch, match=r"changed numeric bins \(reference data"):
         PartitionRunner.restore(blob, references_from(directory, retrained), 1)
     other_model = text.replace("model: credit", "model: other", 1)
     with pytest.raises(StateMismatch, match="model 'credit' is not among the specs given"):
@@ -260,7 +261,9 @@ def test_restore_carries_state_on_when_only_free_fields_change(small: tuple) -> 
     free = text
     for old, new in [("label_ttl: 120d", "label_ttl: 90d"), ("allowed_lateness: 1h", "allowed_lateness: 2h"),
                      ("  fdr: 0.05", "  fdr: 0.01"), ("    psi: 0.2", "    psi: 0.3"), ("  min: 0.65", "  min: 0.7"),
-                     ("fn: -2500.0", "fn: -3000.0"), ("      value: 0.62", "      value: 0.6")]:
+                     ("fn: -2500.0", "fn: -3000.0"), ("      value: 0.62", "      value: 0.6"),
+                     # Features in another order (without the domain classifier, whose sample keeps their order).
+                     ("- name: age\n  kind: numeric\n", ""), ("- name: has_mortgage\n", "- name: age\n  kind: numeric\n- name: has_mortgage\n")]:
         assert old in free
         free = free.replace(old, new, 1)
     added = text.replace("model: credit", "model: added", 1)
@@ -271,3 +274,37 @@ def test_restore_carries_state_on_when_only_free_fields_change(small: tuple) -> 
     del state["signatures"]
     PartitionRunner.restore(pickle.dumps(state), references_from(directory, text.replace("window: 1d", "window: 12h")), 1)
 
+
+
+def test_partials_built_under_another_spec_are_refused(small: tuple) -> None:
+    directory, text, blob = small
+    sender = PartitionRunner.restore(blob, references_from(directory, text), 1)
+    events = list(merged(directory / "predictions.jsonl", directory / "ground_truth.jsonl"))
+    _, partials = sender.process_sources(events[2_000:])
+    assert partials and all(p.signature for p in partials)
+    payloads = [p.to_bytes() for p in partials]
+    PartitionRunner(0, references_from(directory, text), 1).process_partials(payloads)
+    changed = PartitionRunner(0, references_from(directory, text.replace("window: 1d", "window: 12h", 1)), 1)
+    with pytest.raises(StateMismatch, match="model 'credit' from partition 0 built under other specs.*new --group"):
+        changed.process_partials(payloads)
+    other = PartitionRunner(0, references_from(directory, text.replace("model: credit", "model: other", 1)), 1)
+    with pytest.raises(StateMismatch, match="model 'credit' from partition 0 but the model is not among the specs"):
+        other.process_partials(payloads)
+    # Partials sent before digests were kept carry none and are taken.
+    unsigned = [Partials(p.partition, p.model, p.watermarks, p.drift_windows, p.perf_windows).to_bytes() for p in partials]
+    changed.process_partials(unsigned)
+
+
+def test_feature_order_matters_only_to_the_domain_sample(small: tuple) -> None:
+    directory, text, _ = small
+    moved = text.replace("- name: age\n  kind: numeric\n", "", 1).replace(
+        "- name: has_mortgage\n", "- name: age\n  kind: numeric\n- name: has_mortgage\n", 1)
+    assert moved != text
+
+    def signature(spec_text: str) -> dict[str, str]:
+        return references_from(directory, spec_text)["credit"].state_signature()
+
+    assert signature(moved) == signature(text)
+    with_domain = [t.replace("drift:\n", "drift:\n  domain_classifier: true\n", 1) for t in (text, moved)]
+    one, other = map(signature, with_domain)
+    assert [part for part in one if one[part] != other[part]] == ["domain_sample"]

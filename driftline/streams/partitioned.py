@@ -21,10 +21,13 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import msgspec
 
 from driftline.reference import STATE_PARTS, ModelReference
 from driftline.streams.merge import Merger
@@ -60,10 +63,18 @@ def check_signatures(partition: int, held: dict[str, dict[str, str]], references
     if problems:
         raise StateMismatch(
             f"the checkpoint of partition {partition} holds state built under other specs "
-            f"({'; '.join(problems)}), which cannot be carried on. Restore the specs it was written with, "
-            "or start the workers with a new --group, which processes the topics again from their start into "
-            "fresh state (docs/config.md, 'Changing a spec')"
+            f"({'; '.join(problems)}), which cannot be carried on. {_REMEDY}"
         )
+
+
+_REMEDY = ("Restore the specs it was written with, or start the workers with a new --group, which processes the "
+           "topics again from their start into fresh state (docs/config.md, 'Changing a spec')")
+
+
+def signature_digest(ref: ModelReference) -> str:
+    """A short digest of a model's :meth:`~driftline.reference.ModelReference.state_signature`,
+    which every partial window of the model carries."""
+    return hashlib.blake2b(msgspec.json.encode(ref.state_signature()), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -75,6 +86,8 @@ class Partials:
     watermarks: tuple[int, int]
     drift_windows: list[DriftWindow] = field(default_factory=list)
     perf_windows: list[PerformanceWindow] = field(default_factory=list)
+    # signature_digest of the sender's spec; "" in partials sent before digests were kept.
+    signature: str = ""
 
     # pickle, not a portable format: these travel only between driftline workers of one
     # deployment, on an internal topic, and pickle serialises the accumulators' numpy state
@@ -120,6 +133,7 @@ class PartitionRunner:
             "join": {}, "drift": {}, "perf": {}, "merge": {}, "alerts": {}, "sent": {}, "offsets": {}, "counts": None,
         }
         state["signatures"] = {model: ref.state_signature() for model, ref in references.items()}
+        self._digests = {model: signature_digest(ref) for model, ref in references.items()}
         self.partition = partition
         self.partitions = partitions
         self.references = references
@@ -171,6 +185,7 @@ class PartitionRunner:
         models: dict[str, None] = {}
         for payload in payloads:
             partials = Partials.from_bytes(payload)
+            self._check_partials(partials)
             self.merger.take(
                 partials.partition, partials.model, partials.watermarks, partials.drift_windows, partials.perf_windows
             )
@@ -182,17 +197,31 @@ class PartitionRunner:
         counts["alerts"] += len(out.alerts)
         return out
 
+    def _check_partials(self, partials: Partials) -> None:
+        """:class:`StateMismatch` for partial windows built under other specs than this runner's:
+        another worker of the group runs other specs, or the partials topic still holds partial
+        windows from before a change (read again when a partition starts without a checkpoint)."""
+        digest = self._digests.get(partials.model)
+        if digest is None or (partials.signature and partials.signature != digest):
+            why = "but the model is not among the specs given" if digest is None else "built under other specs"
+            raise StateMismatch(
+                f"partials partition {self.partition} holds partial windows of model {partials.model!r} from "
+                f"partition {partials.partition} {why}: another worker of the group runs other specs, or the "
+                f"partials were sent before the specs changed. {_REMEDY}"
+            )
+
     def _partials(self, out: Output) -> list[Partials]:
         by_model: dict[str, Partials] = {}
         for model in self.references:
             marks = self.pipeline.watermarks(model)
             if marks != self._sent.get(model, (0, 0)):
-                by_model[model] = Partials(self.partition, model, marks)
+                by_model[model] = Partials(self.partition, model, marks, signature=self._digests[model])
                 self._sent[model] = marks
 
         def of(model: str) -> Partials:
             if model not in by_model:
-                by_model[model] = Partials(self.partition, model, self.pipeline.watermarks(model))
+                by_model[model] = Partials(self.partition, model, self.pipeline.watermarks(model),
+                                           signature=self._digests[model])
             return by_model[model]
 
         for window in out.drift_windows:
