@@ -281,6 +281,31 @@ def test_restart_from_a_checkpoint_mid_stream_duplicates_nothing():
     assert [encode(a) for a in first + second] == [encode(a) for a in reference]
 
 
+def test_alerts_of_rules_left_out_of_the_spec_are_resolved_on_restart():
+    state: dict = {}
+    drift_rule = {"name": "xdrift", "on": "drift", "test": "psi", "feature": "x", "severity": "warning",
+                  "condition": {"fire": {"op": ">=", "value": 0.2}, "clear": {"op": "<", "value": 0.1}}}
+    engine = AlertEngine(state, {"m": make_spec([HYST, drift_rule])})
+    (opened,) = engine.evaluate([], [metric_row(0, 0.7)])[0]
+    (drifting,) = engine.evaluate([drift_row(0, "x", "psi", 0.5)], [])[0]
+    assert engine.retire() == []
+    restored = pickle.loads(pickle.dumps(state))
+    # HYST left out; the drift rule now watches y, so its alert on x is retired too.
+    kept = AlertEngine(restored, {"m": make_spec([{**drift_rule, "feature": "y"}])})
+    retired = kept.retire()
+    assert [(a.alert_id, a.rule, a.status, a.revision) for a in retired] == [
+        (opened.alert_id, "acc", "resolved", 1), (drifting.alert_id, "xdrift", "resolved", 1)]
+    acc, xdrift = retired
+    assert acc.severity == "critical" and acc.metric == "accuracy" and acc.segment == "all" and acc.threshold == 0.8
+    assert xdrift.feature == "x" and xdrift.metric == "psi" and xdrift.threshold == 0.1
+    assert all(a.fired_at > b.fired_at for a, b in zip(retired, (opened, drifting)))
+    assert "no longer in the spec" in acc.message
+    assert kept.retire() == [] and not any(k[3] == "acc" for k in restored)
+    # The rules in force keep their tracks, and an unknown model's are left alone.
+    other = AlertEngine(pickle.loads(pickle.dumps(state)), {"z": make_spec([HYST], model="z")})
+    assert other.retire() == [] and len(other.state) == 2
+
+
 def test_final_states_do_not_depend_on_batching():
     calls = stream()
     one_by_one, requests = run(calls, AlertEngine({}, {"m": make_spec(RULES)}))

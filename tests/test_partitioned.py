@@ -308,3 +308,24 @@ def test_feature_order_matters_only_to_the_domain_sample(small: tuple) -> None:
     with_domain = [t.replace("drift:\n", "drift:\n  domain_classifier: true\n", 1) for t in (text, moved)]
     one, other = map(signature, with_domain)
     assert [part for part in one if one[part] != other[part]] == ["domain_sample"]
+
+
+def test_restart_without_an_alert_rule_resolves_its_open_alerts(scenario: tuple[dict, list[Message]]) -> None:
+    import msgspec
+
+    references, messages = scenario
+    runner = PartitionRunner(0, references, 1, now_ms=lambda: 2**62)
+    latest_state: dict[str, Any] = {}
+    for start in range(0, len(messages), 2_000):
+        _, partials = runner.process_sources(messages[start:start + 2_000])
+        for alert in runner.process_partials([p.to_bytes() for p in partials]).alerts:
+            latest_state[alert.alert_id] = alert
+    still_open = {a.alert_id: a for a in latest_state.values() if a.status != "resolved"}
+    assert still_open, "the scenario leaves no alert open"
+    spec = references["credit"].spec
+    quiet = {"credit": load_reference(msgspec.structs.replace(spec, alerts=[]))}
+    restored = PartitionRunner.restore(runner.snapshot(), quiet, 1, now_ms=lambda: 2**62)
+    retired = restored.process_partials([]).alerts
+    assert {a.alert_id: (a.status, a.revision) for a in retired} == {
+        i: ("resolved", a.revision + 1) for i, a in still_open.items()}
+    assert restored.process_partials([]).alerts == []

@@ -64,6 +64,7 @@ from driftline.config import HYPOTHESIS_TESTS, AlertRule, ModelSpec, alert_rules
 from driftline.events import Alert, RetrainRequest
 
 _WITHDRAWN = "withdrawn: revised results no longer meet the rule"
+_RETIRED = "retired: the rule is no longer in the spec"
 _LABEL_TARGETS = ("label",)
 
 
@@ -173,6 +174,39 @@ class AlertEngine:
         requests.sort(key=lambda r: (r.requested_at, r.request_id))
         return alerts, requests
 
+    def retire(self) -> list[Alert]:
+        """Resolve the alerts still open under rules the specs no longer have (removed, renamed,
+        or now watching another feature or segment) and forget those rules' tracks.
+
+        Called when the engine takes over state kept under older specs (a worker restored from
+        its checkpoint); otherwise those alerts would stay open for good, since only the rules
+        in force are evaluated. Models the specs do not name are left alone.
+        """
+        alerts: list[Alert] = []
+        for key in sorted((k for k in self.state.keys() if isinstance(k, tuple) and k[:1] == ("alert",)), key=repr):
+            _, model, version, name, subject = key
+            rule = self.rules.get(model, {}).get(name)
+            if model not in self.rules or (rule is not None and rule.subject == subject):
+                continue
+            track = self.state.pop(key)
+            # Tracks last settled before facts were kept: a warning on a metric, no threshold.
+            severity, watched, on, threshold, retrain = track.get("facts") or ("warning", "", "metric", None, False)
+            for alert_id, (status, revision, fired_at, summary) in sorted(track["emitted"].items()):
+                if status == "resolved":
+                    continue
+                drift = on == "drift"
+                alerts.append(Alert(
+                    alert_id=alert_id, model=model, version=version, rule=name, severity=severity, status="resolved",
+                    window_start=summary["start"], window_end=summary["end"], metric=watched, value=summary["value"],
+                    threshold=threshold, p_value=summary["p_value"], n=summary["n"],
+                    message=f"{name} resolved: {_RETIRED}", fired_at=fired_at + 1,
+                    feature=summary["subject"] if drift else "", segment="" if drift else summary["subject"],
+                    p_adjusted=summary["p_adjusted"], family_size=summary["family"], revision=revision + 1,
+                    retrain=retrain,
+                ))
+        alerts.sort(key=lambda a: (a.fired_at, a.model, a.version, a.rule, a.alert_id))
+        return alerts
+
     # -- rows into tracks ------------------------------------------------------------------
 
     @staticmethod
@@ -248,6 +282,8 @@ class AlertEngine:
             for s, _ in old:
                 del track["windows"][s]
         track["emitted"] = emitted
+        # What an alert of this track needs once its rule has left the spec (see retire).
+        track["facts"] = (rule.severity, rule.watched, rule.on, rule.condition.clear.value, rule.retrain)
         self.state[key] = track
 
     @staticmethod

@@ -64,6 +64,8 @@ class Merger:
         self.references = references
         self.partitions = partitions
         self.alerts = AlertEngine({} if alert_state is None else alert_state, {m: r.spec for m, r in references.items()})
+        # Alerts of rules the specs no longer have, resolved with the next settle's output.
+        self._retired = self.alerts.retire()
 
     def take(
         self,
@@ -105,6 +107,8 @@ class Merger:
         for model in models:
             self._settle(model, out)
         out.alerts, out.retrain_requests = self.alerts.evaluate(out.drift_results, out.window_metrics)
+        if self._retired:
+            out.alerts[:0], self._retired = self._retired, []
         return out
 
     def watermarks(self, model: str) -> tuple[int, int] | None:
