@@ -299,8 +299,25 @@ def test_alerts_of_rules_left_out_of_the_spec_are_resolved_on_restart():
     assert acc.severity == "critical" and acc.metric == "accuracy" and acc.segment == "all" and acc.threshold == 0.8
     assert xdrift.feature == "x" and xdrift.metric == "psi" and xdrift.threshold == 0.1
     assert all(a.fired_at > b.fired_at for a, b in zip(retired, (opened, drifting)))
-    assert "no longer in the spec" in acc.message
-    assert kept.retire() == [] and not any(k[3] == "acc" for k in restored)
+    assert "acc resolved: accuracy 0.7 on segment 'all'; retired: the rule is no longer in the spec" == acc.message
+    assert kept.retire() == []
+    # Put back, the rule numbers the alert's states on from the retired one (ids come from the
+    # opening window): a revision of that window updates the alert instead of opening it at 0.
+    back = AlertEngine(restored, {"m": make_spec([HYST])})
+    assert back.retire() == []
+    (again,) = back.evaluate([], [metric_row(0, 0.65, revision=600)])[0]
+    assert (again.alert_id, again.status, again.revision) == (opened.alert_id, "update", 2)
+    assert again.fired_at > acc.fired_at
+    # A rule that keeps its name and subject but watches another metric is retired too.
+    switched = {**HYST, "metric": "roc_auc"}
+    moved = AlertEngine(pickle.loads(pickle.dumps(state)), {"m": make_spec([switched, drift_rule])})
+    assert [a.rule for a in moved.retire()] == ["acc"]
+    # A track settled before facts were kept: a drift alert is still told from a metric alert.
+    old = pickle.loads(pickle.dumps(state))
+    for track in old.values():
+        del track["facts"]
+    (x_only,) = AlertEngine(old, {"m": make_spec([HYST])}).retire()
+    assert (x_only.rule, x_only.feature, x_only.segment, x_only.severity) == ("xdrift", "x", "", "warning")
     # The rules in force keep their tracks, and an unknown model's are left alone.
     other = AlertEngine(pickle.loads(pickle.dumps(state)), {"z": make_spec([HYST], model="z")})
     assert other.retire() == [] and len(other.state) == 2

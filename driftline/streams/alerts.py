@@ -176,34 +176,36 @@ class AlertEngine:
 
     def retire(self) -> list[Alert]:
         """Resolve the alerts still open under rules the specs no longer have (removed, renamed,
-        or now watching another feature or segment) and forget those rules' tracks.
+        or now watching another feature, segment, test or metric) and empty those rules' tracks.
 
         Called when the engine takes over state kept under older specs (a worker restored from
         its checkpoint); otherwise those alerts would stay open for good, since only the rules
-        in force are evaluated. Models the specs do not name are left alone.
+        in force are evaluated. A retired track keeps only its alerts' last states, so that a
+        rule put back later numbers their states on from there (the alert ids depend on the
+        opening window); its windows are dropped, since they were judged by the old rule. Models
+        the specs do not name are left alone.
         """
         alerts: list[Alert] = []
         for key in sorted((k for k in self.state.keys() if isinstance(k, tuple) and k[:1] == ("alert",)), key=repr):
             _, model, version, name, subject = key
-            rule = self.rules.get(model, {}).get(name)
-            if model not in self.rules or (rule is not None and rule.subject == subject):
+            if model not in self.rules:
                 continue
-            track = self.state.pop(key)
-            # Tracks last settled before facts were kept: a warning on a metric, no threshold.
-            severity, watched, on, threshold, retrain = track.get("facts") or ("warning", "", "metric", None, False)
-            for alert_id, (status, revision, fired_at, summary) in sorted(track["emitted"].items()):
+            track = self.state[key]
+            rule = self.rules[model].get(name)
+            facts = track.get("facts")
+            if (rule is not None and rule.subject == subject
+                    and (facts is None or (facts[1], facts[2]) == (rule.watched, rule.on))):
+                continue
+            if not track["windows"] and all(state[0] == "resolved" for state in track["emitted"].values()):
+                continue
+            emitted = dict(track["emitted"])
+            for alert_id, (status, revision, fired_at, summary) in sorted(emitted.items()):
                 if status == "resolved":
                     continue
-                drift = on == "drift"
-                alerts.append(Alert(
-                    alert_id=alert_id, model=model, version=version, rule=name, severity=severity, status="resolved",
-                    window_start=summary["start"], window_end=summary["end"], metric=watched, value=summary["value"],
-                    threshold=threshold, p_value=summary["p_value"], n=summary["n"],
-                    message=f"{name} resolved: {_RETIRED}", fired_at=fired_at + 1,
-                    feature=summary["subject"] if drift else "", segment="" if drift else summary["subject"],
-                    p_adjusted=summary["p_adjusted"], family_size=summary["family"], revision=revision + 1,
-                    retrain=retrain,
-                ))
+                alert = _retired(key, facts, alert_id, revision, fired_at, summary)
+                emitted[alert_id] = ("resolved", alert.revision, alert.fired_at, summary)
+                alerts.append(alert)
+            self.state[key] = {"windows": {}, "carry": (None, (), None), "emitted": emitted, "floor": None, "facts": None}
         alerts.sort(key=lambda a: (a.fired_at, a.model, a.version, a.rule, a.alert_id))
         return alerts
 
@@ -421,6 +423,27 @@ def _message(rule: AlertRule, status: str, summary: dict[str, Any], note: str) -
     if note:
         parts.append(note)
     return "; ".join(parts)
+
+
+def _retired(
+    key: tuple[Any, ...], facts: tuple[Any, ...] | None, alert_id: str, revision: int, fired_at: int,
+    summary: dict[str, Any],
+) -> Alert:
+    """The resolved state of an open alert whose rule left the spec (see :meth:`AlertEngine.retire`)."""
+    _, model, version, name, _ = key
+    # A track last settled before facts were kept: drift summaries carry their test family.
+    severity, watched, on, threshold, retrain = facts or (
+        "warning", "", "drift" if summary["family"] is not None else "metric", None, False)
+    drift = on == "drift"
+    where = "feature" if drift else "segment"
+    return Alert(
+        alert_id=alert_id, model=model, version=version, rule=name, severity=severity, status="resolved",
+        window_start=summary["start"], window_end=summary["end"], metric=watched, value=summary["value"],
+        threshold=threshold, p_value=summary["p_value"], n=summary["n"],
+        message=f"{name} resolved: {watched} {_fmt(summary['value'])} on {where} {summary['subject']!r}; {_RETIRED}",
+        fired_at=fired_at + 1, feature=summary["subject"] if drift else "", segment="" if drift else summary["subject"],
+        p_adjusted=summary["p_adjusted"], family_size=summary["family"], revision=revision + 1, retrain=retrain,
+    )
 
 
 def _request(alert: Alert, evidence: tuple[tuple[int, int], ...]) -> RetrainRequest:
