@@ -78,7 +78,8 @@ def noop_child(brokers: str, group: str, prefix: str, partitions: int, status_fi
     app = faust.App(
         group,
         broker=[f"{SCHEME if batch else 'kafka'}://{b}" for b in brokers.split(",")],
-        datadir=tempfile.mkdtemp(prefix="bench-noop-"),
+        # Next to the status file, in the run's work directory, which the benchmark removes.
+        datadir=str(Path(status_file).with_suffix(".faust")),
         store="memory://",
         web_enabled=False,
         topic_partitions=partitions,
