@@ -205,7 +205,7 @@ class AlertEngine:
                 alert = _retired(key, facts, alert_id, revision, fired_at, summary)
                 emitted[alert_id] = ("resolved", alert.revision, alert.fired_at, summary)
                 alerts.append(alert)
-            self.state[key] = {"windows": {}, "carry": (None, (), None), "emitted": emitted, "floor": None, "facts": None}
+            self.state[key] = _new_track(emitted)
         alerts.sort(key=lambda a: (a.fired_at, a.model, a.version, a.rule, a.alert_id))
         return alerts
 
@@ -227,7 +227,7 @@ class AlertEngine:
         key = ("alert", model, version, rule.name, rule.subject)
         track = tracks.get(key)
         if track is None:
-            track = self.state.get(key) or {"windows": {}, "carry": (None, (), None), "emitted": {}, "floor": None}
+            track = self.state.get(key) or _new_track({})
             track = {**track, "windows": dict(track["windows"])}
             tracks[key] = track
         if track["floor"] is not None and start < track["floor"]:
@@ -358,6 +358,11 @@ class AlertEngine:
             feature=summary["subject"] if drift else "", segment="" if drift else summary["subject"],
             p_adjusted=summary["p_adjusted"], family_size=summary["family"], revision=revision, retrain=rule.retrain,
         )
+
+
+def _new_track(emitted: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """A track with no windows, holding the last states ``emitted`` of its alerts."""
+    return {"windows": {}, "carry": (None, (), None), "emitted": emitted, "floor": None, "facts": None}
 
 
 def _family_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
