@@ -71,10 +71,10 @@ _REMEDY = ("Restore the specs it was written with, or start the workers with a n
            "topics again from their start into fresh state (docs/config.md, 'Changing a spec')")
 
 
-def signature_digest(ref: ModelReference) -> str:
+def signature_digest(signature: dict[str, str]) -> str:
     """A short digest of a model's :meth:`~driftline.reference.ModelReference.state_signature`,
     which every partial window of the model carries."""
-    return hashlib.blake2b(msgspec.json.encode(ref.state_signature()), digest_size=16).hexdigest()
+    return hashlib.blake2b(msgspec.json.encode(signature), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -133,7 +133,7 @@ class PartitionRunner:
             "join": {}, "drift": {}, "perf": {}, "merge": {}, "alerts": {}, "sent": {}, "offsets": {}, "counts": None,
         }
         state["signatures"] = {model: ref.state_signature() for model, ref in references.items()}
-        self._digests = {model: signature_digest(ref) for model, ref in references.items()}
+        self._digests = {model: signature_digest(signature) for model, signature in state["signatures"].items()}
         self.partition = partition
         self.partitions = partitions
         self.references = references
